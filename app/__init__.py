@@ -1,0 +1,1 @@
+"""MixDQ Studio: a thin Gradio layer over the `mixdq` engine."""

@@ -1,0 +1,57 @@
+"""MixDQ: mixed-precision quantization of few-step text-to-image diffusion models.
+
+    import mixdq
+    pipe = mixdq.load_pipeline("stabilityai/sd-turbo")          # or a folder, or None: embedded
+    inv = mixdq.build_inventory(pipe.unet)
+    alloc = mixdq.Allocation.uniform(inv.names, weight=8, act=8)
+    mixdq.quantize_(pipe, alloc, calibration=mixdq.CalibrationConfig(prompts=["a cat"]))
+    image = pipe("a cat", num_inference_steps=1, guidance_scale=0.0).images[0]
+    mixdq.restore(pipe)                                         # exact float model again
+"""
+
+from .allocation import Allocation
+from .calibration import calibrate, calibrating
+from .config import (
+    ACT_BITS,
+    WEIGHT_BITS,
+    ActQuantConfig,
+    CalibrationConfig,
+    QuantConfig,
+    WeightQuantConfig,
+)
+from .errors import (
+    ConfigError,
+    MixDQError,
+    ModelNotFoundError,
+    NotCalibratedError,
+    UnknownLayerError,
+    UnsupportedBitsError,
+    UnsupportedModelError,
+)
+from .inventory import MIXDQ_RULE, GroupRule, Inventory, LayerInfo, build_inventory
+from .layers import quant_layers, unet_of
+from .memory import MemoryReport, memory_report
+from .metrics import sqnr_db
+from .models import ARCHITECTURES, load_pipeline, load_unet_config
+from .quantize import (
+    apply_allocation,
+    current_allocation,
+    is_calibrated,
+    prepare,
+    quantize_,
+    restore,
+    set_bos_aware,
+    set_layer_bits,
+)
+
+__all__ = [
+    "ACT_BITS", "ARCHITECTURES", "MIXDQ_RULE", "WEIGHT_BITS",
+    "ActQuantConfig", "Allocation", "CalibrationConfig", "ConfigError", "GroupRule", "Inventory",
+    "LayerInfo", "MemoryReport", "MixDQError", "ModelNotFoundError", "NotCalibratedError",
+    "QuantConfig", "UnknownLayerError", "UnsupportedBitsError", "UnsupportedModelError",
+    "WeightQuantConfig",
+    "apply_allocation", "build_inventory", "calibrate", "calibrating", "current_allocation",
+    "is_calibrated", "load_pipeline", "load_unet_config", "memory_report", "prepare",
+    "quant_layers", "quantize_", "restore", "set_bos_aware", "set_layer_bits", "sqnr_db",
+    "unet_of",
+]  # fmt: skip

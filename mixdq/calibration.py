@@ -1,0 +1,51 @@
+"""Activation ranges, recorded by running the floating-point model on calibration prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from tqdm.auto import tqdm
+
+from .config import CalibrationConfig
+from .layers import require_layers
+
+
+@contextmanager
+def calibrating(model) -> Iterator[None]:
+    """Within this block every forward pass of the UNet runs in floating point and records the
+    input range of each layer. Ranges start afresh; they are averaged over calls."""
+    layers = require_layers(model).values()
+    for layer in layers:
+        layer.observer.reset()
+        if layer.observer_no_bos is not None:
+            layer.observer_no_bos.reset()
+        layer.observing = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.observing = False
+
+
+def calibrate(pipe, calibration: CalibrationConfig = CalibrationConfig(), progress: bool = True) -> None:
+    """Run `pipe` on the calibration prompts, over every timestep its sampler uses."""
+    prompts = list(calibration.prompts)
+    batches = [prompts[i : i + calibration.batch_size] for i in range(0, len(prompts), calibration.batch_size)]
+    saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
+    pipe.set_progress_bar_config(disable=True)  # one bar over batches, not one per call
+    try:
+        with calibrating(pipe), torch.no_grad():
+            for i, batch in enumerate(tqdm(batches, desc="calibrating", disable=not progress)):
+                pipe(
+                    prompt=batch,
+                    num_inference_steps=calibration.num_inference_steps,
+                    guidance_scale=calibration.guidance_scale,
+                    height=calibration.height,
+                    width=calibration.width,
+                    generator=torch.Generator("cpu").manual_seed(calibration.seed + i),
+                    output_type="latent",
+                )
+    finally:
+        pipe._progress_bar_config = saved_bar

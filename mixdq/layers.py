@@ -1,0 +1,160 @@
+"""Linear and Conv2d layers whose weight and input-activation bit-widths switch at run time.
+
+A quantized layer is a new module object that *shares* the float layer's parameters (the same
+`_parameters` dict), so the UNet's state dict is unchanged, `.to()` keeps both in step, and
+restoring puts the untouched float module back: exact by construction.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Bits, QuantConfig
+from .errors import MixDQError, NotCalibratedError, UnsupportedModelError
+from .observers import RangeObserver
+from .quantizers import QParams, act_qparams, fake_quantize, fake_quantize_weight
+
+# Cross-attention key/value projections: their input is the text embedding, token 0 is BOS.
+BOS_LAYER_PATTERN = re.compile(r"(^|\.)attn2\.to_[kv]$")
+
+
+class QuantMixin:
+    """Switchable-precision forward shared by `QuantLinear` and `QuantConv2d`."""
+
+    weight: nn.Parameter
+    layer_name: str
+    weight_bits: Bits
+    act_bits: Bits
+    config: QuantConfig
+
+    @classmethod
+    def from_float(cls, module: nn.Module, name: str, config: QuantConfig):
+        new = cls.__new__(cls)
+        new.__dict__.update(module.__dict__)  # shares _parameters, _buffers and hooks
+        new.__dict__["_float_module"] = module  # not a submodule: stays out of the state dict
+        new.layer_name = name
+        new.weight_bits = None
+        new.act_bits = None
+        new.is_bos_layer = bool(BOS_LAYER_PATTERN.search(name))
+        new.observing = False
+        new.configure(config)
+        return new
+
+    @property
+    def float_module(self) -> nn.Module:
+        return self.__dict__["_float_module"]
+
+    def configure(self, config: QuantConfig) -> None:
+        """Adopt `config`; calibration survives unless the activation observer itself changed."""
+        old = getattr(self, "config", None)
+        self.config = config
+        self._weight_cache: dict[int, tuple[tuple, torch.Tensor]] = {}
+        self._act_cache: dict[tuple[int, bool], QParams] = {}
+        if old is None or old.act != config.act:
+            self.observer = RangeObserver(config.act)
+            self.observer_no_bos = RangeObserver(config.act) if self.is_bos_layer else None
+
+    @property
+    def bos_active(self) -> bool:
+        return self.is_bos_layer and self.config.bos_aware
+
+    @property
+    def calibrated(self) -> bool:
+        return self.observer.calls > 0
+
+    def quantized_weight(self, bits: int) -> torch.Tensor:
+        """Fake-quantized weight, computed once per bit-width (and again only if the weight moves)."""
+        w = self.weight
+        key = (w.device, w.dtype, w.data_ptr(), w._version)
+        hit = self._weight_cache.get(bits)
+        if hit is None or hit[0] != key:
+            hit = (key, fake_quantize_weight(w.detach(), bits, self.config.weight))
+            self._weight_cache[bits] = hit
+        return hit[1]
+
+    def act_qparams(self, bits: int) -> QParams:
+        key = (bits, self.bos_active)
+        qp = self._act_cache.get(key)
+        if qp is None:
+            observer = self.observer_no_bos if self.bos_active else self.observer
+            if observer.range is None:
+                raise NotCalibratedError(
+                    f"layer '{self.layer_name}' has no activation range: calibrate first with "
+                    "mixdq.calibrate(pipe, CalibrationConfig(...)), or pass calibration= to "
+                    "mixdq.quantize_()."
+                )
+            qp = self._act_cache[key] = act_qparams(*observer.range, bits)
+        return qp
+
+    def _observe(self, x: torch.Tensor) -> None:
+        self._act_cache.clear()
+        self.observer.observe(x)
+        if self.observer_no_bos is not None and x.dim() == 3:
+            self.observer_no_bos.observe(x[:, 1:])
+
+    def _quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.act_bits is None else fake_quantize(x, self.act_qparams(self.act_bits))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.observing:
+            self._observe(x)
+            return self._op(x, self.weight)
+        if self.weight_bits is None and self.act_bits is None:
+            return self._op(x, self.weight)
+        w = self.weight if self.weight_bits is None else self.quantized_weight(self.weight_bits)
+        if self.bos_active and x.dim() == 3 and x.shape[1] > 1:
+            # BOS is identical for every prompt of a causal text encoder, so its key/value could
+            # be precomputed once; one token of float projection per call costs the same here.
+            bos = self._op(x[:, :1], self.weight)
+            return torch.cat([bos, self._op(self._quantize_input(x[:, 1:]), w)], dim=1)
+        return self._op(self._quantize_input(x), w)
+
+    def _op(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        bits = lambda b: "fp" if b is None else str(b)  # noqa: E731
+        return f"{super().extra_repr()}, w={bits(self.weight_bits)}, a={bits(self.act_bits)}"
+
+
+class QuantLinear(QuantMixin, nn.Linear):
+    def _op(self, x, weight):
+        return F.linear(x, weight, self.bias)
+
+
+class QuantConv2d(QuantMixin, nn.Conv2d):
+    def _op(self, x, weight):
+        return self._conv_forward(x, weight, self.bias)
+
+
+# Exact types only: a subclass may add behaviour (LoRA) that a plain swap would drop.
+QUANT_CLASSES: dict[type[nn.Module], type[QuantMixin]] = {
+    nn.Linear: QuantLinear,
+    nn.Conv2d: QuantConv2d,
+}
+
+
+def unet_of(model) -> nn.Module:
+    """The UNet of a pipeline, or the module itself."""
+    unet = getattr(model, "unet", model)
+    if not isinstance(unet, nn.Module):
+        raise UnsupportedModelError(
+            f"expected a diffusers pipeline or a UNet module, got {type(model).__name__}"
+        )
+    return unet
+
+
+def quant_layers(model) -> dict[str, QuantMixin]:
+    """The quantizable layers of a prepared model, by name, in module order."""
+    return {n: m for n, m in unet_of(model).named_modules() if isinstance(m, QuantMixin)}
+
+
+def require_layers(model) -> dict[str, QuantMixin]:
+    layers = quant_layers(model)
+    if not layers:
+        raise MixDQError("the model is not prepared for quantization; call mixdq.prepare(pipe) first")
+    return layers

@@ -1,0 +1,174 @@
+"""Where pipelines and UNet architectures come from: the embedded model, a hub id, a local
+diffusers folder, or a shipped full-size architecture (config only, for meta-device work).
+
+Loading never runs code from the model (no `trust_remote_code`) and reads safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import ModelNotFoundError, UnsupportedModelError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+EMBEDDED_DIR = ASSETS / "embedded"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A full-size model whose UNet config ships in assets/, so it can be studied without weights."""
+
+    name: str
+    hub_id: str
+    pipeline: str
+    resolution: int
+
+    @property
+    def unet_config_path(self) -> Path:
+        return ASSETS / "architectures" / self.name / "unet_config.json"
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture("sdxl-turbo", "stabilityai/sdxl-turbo", "StableDiffusionXLPipeline", 512),
+        Architecture("sd-turbo", "stabilityai/sd-turbo", "StableDiffusionPipeline", 512),
+        Architecture(
+            "sd-1.5", "stable-diffusion-v1-5/stable-diffusion-v1-5", "StableDiffusionPipeline", 512
+        ),
+    )
+}
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
+
+
+@contextmanager
+def _quiet_hub():
+    """diffusers passes huggingface_hub a deprecated argument on every lookup; hide that noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+        yield
+
+
+def _hub_offline() -> bool:
+    """True when the hub cannot be asked: offline mode, or its host does not even resolve.
+
+    Then we load from the local cache only, at once, instead of sitting through
+    huggingface_hub's retries before the same error.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    host = re.sub(r"^https?://", "", constants.ENDPOINT).split("/")[0].split(":")[0]
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return True
+    return False
+
+
+def _choices() -> str:
+    return ", ".join(ARCHITECTURES) + ", a Hugging Face hub id, or a local diffusers folder"
+
+
+def _embedded_or_explain() -> Path:
+    if (EMBEDDED_DIR / "model_index.json").exists():
+        return EMBEDDED_DIR
+    raise ModelNotFoundError(
+        "no model named, and the embedded default model is not in assets/embedded yet "
+        f"(it is being built in its own issue). Name a model instead: {_choices()}."
+    )
+
+
+def _hub_error(spec: str, err: Exception) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"could not load '{spec}': it is not in the local Hugging Face cache and the hub could not "
+        f"be reached ({type(err).__name__}). On a machine with network run "
+        f"`hf download {spec}` (it fills the cache), or pass the path of a local diffusers folder."
+    )
+
+
+def _local_or_hub(spec: str) -> Path | str:
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelNotFoundError(f"'{spec}' is a file; a model is a diffusers folder or a hub id")
+        return path
+    if _HUB_ID.match(spec) and not spec.startswith("."):
+        return spec
+    raise ModelNotFoundError(f"no folder '{spec}'; a model is one of {_choices()}")
+
+
+def load_unet_config(spec: str | None = None) -> dict:
+    """The UNet config of a model, without loading any weights."""
+    if spec in ARCHITECTURES:
+        return json.loads(ARCHITECTURES[spec].unet_config_path.read_text())
+    source = _embedded_or_explain() if spec is None else _local_or_hub(spec)
+    if isinstance(source, Path):
+        for candidate in (source / "unet" / "config.json", source / "config.json"):
+            if candidate.exists():
+                config = json.loads(candidate.read_text())
+                if config.get("_class_name") == "UNet2DConditionModel":
+                    return config
+        raise UnsupportedModelError(
+            f"'{source}' has no UNet2DConditionModel config (expected unet/config.json, as in a "
+            "folder written by pipe.save_pretrained)"
+        )
+    from diffusers import UNet2DConditionModel
+
+    try:
+        with _quiet_hub():
+            return dict(
+                UNet2DConditionModel.load_config(
+                    source, subfolder="unet", local_files_only=_hub_offline()
+                )
+            )
+    except OSError as e:
+        raise _hub_error(source, e) from None
+
+
+def load_pipeline(spec: str | None = None, *, dtype: torch.dtype = torch.float32, variant: str | None = None):
+    """A `StableDiffusionPipeline` or `StableDiffusionXLPipeline`, on the CPU.
+
+    `spec`: None for the embedded model, an architecture name (loads its hub id from the local
+    cache), a hub id, or a local folder. Move it elsewhere with `pipe.to(...)`.
+    """
+    if spec in ARCHITECTURES:
+        spec = ARCHITECTURES[spec].hub_id
+    source = _embedded_or_explain() if spec is None else _local_or_hub(spec)
+    from diffusers import DiffusionPipeline
+
+    try:
+        with _quiet_hub():
+            pipe = DiffusionPipeline.from_pretrained(
+                source,
+                dtype=dtype,
+                use_safetensors=True,
+                variant=variant,
+                local_files_only=isinstance(source, str) and _hub_offline(),
+            )
+    except (OSError, ValueError) as e:
+        if not isinstance(source, Path):
+            raise _hub_error(source, e) from None
+        if any(source.glob("**/*.bin")) or any(source.glob("**/*.ckpt")):
+            raise UnsupportedModelError(
+                f"'{source}' holds pickled weights (.bin/.ckpt), and mixdq reads safetensors only, "
+                "because unpickling can run code. Convert it where you trust the files: "
+                "DiffusionPipeline.from_pretrained(folder).save_pretrained(new_folder)."
+            ) from None
+        raise ModelNotFoundError(f"could not load the pipeline in '{source}': {e}") from None
+    if type(pipe).__name__ not in SUPPORTED_PIPELINES:
+        raise UnsupportedModelError(
+            f"'{spec}' is a {type(pipe).__name__}; mixdq supports {', '.join(SUPPORTED_PIPELINES)}"
+        )
+    return pipe

@@ -1,0 +1,148 @@
+"""The verbs: prepare a UNet for switchable quantization, apply an allocation, restore it.
+
+    quantize_(pipe, allocation, calibration=CalibrationConfig(...))   # one call does it all
+    restore(pipe)                                                   # exact float model again
+
+Per-layer choice is data (an `Allocation`), not code; flipping a layer is an attribute write,
+because quantized weights are cached per bit-width and activation ranges are bit-independent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import EllipsisType
+
+from torch import nn
+
+from .allocation import Allocation
+from .calibration import calibrate
+from .config import Bits, CalibrationConfig, QuantConfig, check_bits
+from .errors import NotCalibratedError, UnknownLayerError
+from .inventory import check_supported
+from .layers import QUANT_CLASSES, QuantMixin, quant_layers, require_layers, unet_of
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, module)
+
+
+def prepare(model, config: QuantConfig | None = None):
+    """Swap every Linear/Conv2d of the UNet for a switchable layer (all still floating point).
+
+    On an already prepared model this only changes the config: cached weights are dropped, and
+    calibration is kept unless the activation observer changed.
+    """
+    config = config or QuantConfig()
+    unet = unet_of(model)
+    layers = quant_layers(unet)
+    if layers:
+        for layer in layers.values():
+            layer.configure(config)
+        return model
+    check_supported(unet)
+    for name, module in list(unet.named_modules()):
+        cls = QUANT_CLASSES.get(type(module))
+        if cls is not None:
+            _set_submodule(unet, name, cls.from_float(module, name, config))
+    return model
+
+
+def quant_config(model) -> QuantConfig:
+    return next(iter(require_layers(model).values())).config
+
+
+def is_calibrated(model) -> bool:
+    layers = quant_layers(model)
+    return bool(layers) and all(layer.calibrated for layer in layers.values())
+
+
+def set_bos_aware(model, enabled: bool):
+    """Switch BOS-aware text-embedding quantization on or off; no recalibration needed."""
+    return prepare(model, replace(quant_config(model), bos_aware=enabled))
+
+
+def _checked(layer: QuantMixin, weight: object, act: object) -> tuple[Bits, Bits]:
+    weight = check_bits("weight", weight, layer.layer_name)
+    act = check_bits("activation", act, layer.layer_name)
+    if act is not None and not layer.calibrated:
+        raise NotCalibratedError(
+            f"layer '{layer.layer_name}' has no activation range (was it reached during "
+            "calibration?); calibrate with mixdq.calibrate(pipe, CalibrationConfig(...)) or keep "
+            "its activations in floating point"
+        )
+    return weight, act
+
+
+def apply_allocation(model, allocation: Allocation):
+    """Set every layer's bits from `allocation` (layers it does not name become floating point).
+
+    All checks happen before any layer changes, so a bad allocation leaves the model as it was.
+    """
+    layers = require_layers(model)
+    allocation.check_names(layers)
+    bits = {
+        name: _checked(layer, allocation.weight_bits(name), allocation.act_bits(name))
+        for name, layer in layers.items()
+    }
+    for name, layer in layers.items():
+        layer.weight_bits, layer.act_bits = bits[name]
+    return model
+
+
+def set_layer_bits(
+    model, name: str, *, weight: Bits | EllipsisType = ..., act: Bits | EllipsisType = ...
+):
+    """Flip one layer; `...` leaves that kind as it is. Cheap: cached weights are reused."""
+    layers = require_layers(model)
+    name = name.removeprefix("model.")
+    if name not in layers:
+        raise UnknownLayerError([name], layers)
+    layer = layers[name]
+    layer.weight_bits, layer.act_bits = _checked(
+        layer,
+        layer.weight_bits if weight is ... else weight,
+        layer.act_bits if act is ... else act,
+    )
+    return model
+
+
+def current_allocation(model) -> Allocation:
+    layers = require_layers(model)
+    return Allocation(
+        {n: layer.weight_bits for n, layer in layers.items()},
+        {n: layer.act_bits for n, layer in layers.items()},
+    )
+
+
+def quantize_(
+    model,
+    allocation: Allocation,
+    config: QuantConfig | None = None,
+    calibration: CalibrationConfig | None = None,
+):
+    """Quantize the UNet of `model` (a pipeline, or a UNet) in place under `allocation`.
+
+    Prepares the UNet if needed (or re-configures it when `config` is given), calibrates
+    activation ranges when the allocation quantizes activations and `calibration` is given (or
+    the model has no ranges yet), then sets every layer's bits.
+    """
+    if config is not None or not quant_layers(model):
+        prepare(model, config)
+    needs_ranges = bool(allocation.acts)
+    if calibration is not None or (needs_ranges and not is_calibrated(model)):
+        if calibration is None:
+            raise NotCalibratedError(
+                "this allocation quantizes activations, which needs calibration: pass "
+                "calibration=mixdq.CalibrationConfig(prompts=[...]) to quantize_()"
+            )
+        calibrate(model, calibration)
+    return apply_allocation(model, allocation)
+
+
+def restore(model):
+    """Put the original floating-point layers back; outputs are bit-identical to before."""
+    unet = unet_of(model)
+    for name, layer in quant_layers(unet).items():
+        _set_submodule(unet, name, layer.float_module)
+    return model
