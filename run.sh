@@ -26,6 +26,16 @@ setup_python() {
   fi
 }
 
+# The browser tests drive Debian's chromium (playwright never downloads a browser here).
+setup_system() {
+  command -v chromium > /dev/null && return
+  echo "setup: installing Debian's chromium for the browser tests" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium > /dev/null
+}
+
 # Tests run on one thread: figures are reproducible and CI's two cores are not oversubscribed.
 single_thread() {
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
@@ -42,6 +52,7 @@ case "$cmd" in
     ;;
   test)
     setup_python
+    setup_system
     single_thread
     exec "$VENV/bin/python" -m pytest "$@"
     ;;

@@ -34,7 +34,7 @@ def inventory_view(model: str, weight_bits: str, act_bits: str) -> tuple[pd.Data
     summary = (
         f"**{model}**: {len(inv)} layers, {inv.total_params / 1e6:,.1f} M weight parameters "
         f"({len(inv.group('content'))} content, {len(inv.group('quality'))} quality)\n\n"
-        f"W{weight_bits}A{act_bits}: weights **{report.weight_mb:,.1f} MB** "
+        f"W{weight_bits}A{act_bits}: weights {report.weight_mb:,.1f} MB "
         f"({report.ratio_fp16:.3f}x FP16, {report.ratio_fp32:.3f}x FP32), "
         f"activations {report.act_bytes / 1e6:,.1f} MB per sample per UNet call"
     )
