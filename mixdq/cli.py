@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+import pandas as pd
+
 from .allocation import Allocation
 from .config import ACT_BITS, WEIGHT_BITS, WeightQuantConfig
 from .errors import MixDQError
@@ -34,7 +36,7 @@ def cmd_inventory(args) -> int:
         print(inv.to_json(), end="")
         return 0
     df = inv.to_dataframe()[["name", "kind", "params", "act_elements", "macs", "group", "layer_type"]]
-    with __import__("pandas").option_context("display.max_rows", None, "display.width", 200):
+    with pd.option_context("display.max_rows", None, "display.width", 200):
         print(df.to_string(index=False))
     counts = df.groupby("kind").size().to_dict()
     print(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Literal
 
 import torch
@@ -91,10 +92,10 @@ class Inventory:
     layers: tuple[LayerInfo, ...]
     latent_size: tuple[int, int]
     model: str = ""
-    _index: dict = field(default=None, init=False, repr=False, compare=False)
 
-    def __post_init__(self):
-        object.__setattr__(self, "_index", {layer.name: layer for layer in self.layers})
+    @cached_property
+    def _index(self) -> dict[str, LayerInfo]:
+        return {layer.name: layer for layer in self.layers}
 
     def __len__(self) -> int:
         return len(self.layers)

@@ -1,0 +1,83 @@
+"""How cheap is switching bit-widths? Prints measured ratios, all from this one run.
+
+    .venv/bin/python bench/switching.py      (after ./run.sh test has set up .venv)
+
+1. Flip one SDXL-sized layer (ff.net.0.proj, 1280 -> 10240) to a bit-width seen before (cache
+   hit) vs quantizing its weight afresh.
+2. Apply a whole allocation to the full-size 794-layer SDXL-Turbo UNet (meta device, no weights).
+3. A tiny SD pipeline call: simulated W8A8 vs floating point.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import mixdq  # noqa: E402
+from mixdq.layers import QuantLinear  # noqa: E402
+
+
+def best_of(fn, repeat=5, number=1) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t) / number)
+    return min(times)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    linear = torch.nn.Linear(1280, 10240)
+    layer = QuantLinear.from_float(linear, "mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj",
+                                   mixdq.QuantConfig())
+    x = torch.randn(1, 1, 1280)
+
+    def fresh():
+        layer._weight_cache.clear()
+        layer.quantized_weight(4)
+
+    def flip():
+        layer.weight_bits = 4
+        layer.quantized_weight(4)
+        layer.weight_bits = 8
+        layer.quantized_weight(8)
+
+    fresh_s = best_of(fresh)
+    flip_s = best_of(flip, number=1000) / 2
+    print(f"[1] flip one 13.1 M-param layer: cached {flip_s * 1e6:.1f} us, "
+          f"fresh quantization {fresh_s * 1e3:.1f} ms  -> {fresh_s / flip_s:,.0f}x cheaper")
+
+    unet = mixdq.inventory.meta_unet(mixdq.load_unet_config("sdxl-turbo"))
+    mixdq.prepare(unet)
+    names = list(mixdq.quant_layers(unet))
+    a8, a4 = (mixdq.Allocation.uniform(names, b, None) for b in (8, 4))
+    toggle = iter([a8, a4] * 10_000)
+    apply_s = best_of(lambda: mixdq.apply_allocation(unet, next(toggle)), number=20)
+    print(f"[2] apply a {len(names)}-layer allocation (SDXL-Turbo UNet): {apply_s * 1e3:.2f} ms "
+          f"-> {1 / apply_s:,.0f} allocations per second")
+
+    from conftest import CALIBRATION, generate
+    from tiny_models import tiny_sd
+
+    pipe = tiny_sd()
+    fp_s = best_of(lambda: generate(pipe))
+    inv = mixdq.build_inventory(pipe.unet)
+    mixdq.quantize_(pipe, mixdq.Allocation.uniform(inv.names, 8, 8), calibration=CALIBRATION)
+    generate(pipe)  # fill the weight cache
+    q_s = best_of(lambda: generate(pipe))
+    print(f"[3] tiny SD pipeline, 4 prompts x 2 steps: FP {fp_s * 1e3:.1f} ms, "
+          f"simulated W8A8 {q_s * 1e3:.1f} ms -> {q_s / fp_s:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
