@@ -20,6 +20,26 @@ from .errors import ModelNotFoundError, UnsupportedModelError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EMBEDDED_DIR = ASSETS / "embedded"
+EMBEDDED_CLASSIFIER_DIR = ASSETS / "embedded-classifier"
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """How a model is meant to be sampled (few-step models: no classifier-free guidance)."""
+
+    num_inference_steps: int
+    guidance_scale: float
+    height: int
+    width: int
+
+    def as_kwargs(self) -> dict:
+        return dict(
+            num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+            height=self.height, width=self.width,
+        )
+
+
+EMBEDDED_DEFAULTS = GenerationDefaults(num_inference_steps=4, guidance_scale=0.0, height=64, width=64)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,104 @@
+"""The embedded model against its bar, and what uniform quantization does to it.
+
+    .venv/bin/python bench/embedded_model.py [--captions 128]
+
+Prints, from one run on one CPU thread: the attribute classifier's accuracy on data-set images;
+the float model's alignment score on held-out captions (fixed seeds) at 1, 2 and 4 steps; the
+time per 64x64 image; and alignment, Fréchet distance (classifier features) and PSNR/SSIM
+against the float images under uniform W8A8 and W4A8, BOS-aware off and on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import mixdq  # noqa: E402
+from mixdq.metrics import psnr_db, ssim  # noqa: E402
+from mixdq.models import EMBEDDED_CLASSIFIER_DIR, EMBEDDED_DEFAULTS  # noqa: E402
+from mixdq.shapes import dataset  # noqa: E402
+from mixdq.shapes.classifier import AttributeClassifier, alignment, image_frechet_distance, labels  # noqa: E402
+
+
+def held_out_captions(n: int) -> list[str]:
+    scenes = dataset.split(held_out=True)
+    step = len(scenes) / n
+    return [scenes[int(i * step)].caption for i in range(n)]
+
+
+def generate(pipe, captions, steps=EMBEDDED_DEFAULTS.num_inference_steps, batch=32) -> torch.Tensor:
+    """Images in [-1, 1]; caption i always gets seed i."""
+    out = []
+    for start in range(0, len(captions), batch):
+        chunk = captions[start : start + batch]
+        gens = [torch.Generator().manual_seed(start + i) for i in range(len(chunk))]
+        kwargs = EMBEDDED_DEFAULTS.as_kwargs() | {"num_inference_steps": steps}
+        images = pipe(chunk, generator=gens, output_type="pt", **kwargs).images
+        out.append(images * 2 - 1)
+    return torch.cat(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--captions", type=int, default=128)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pipe = mixdq.load_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    clf = AttributeClassifier.load(EMBEDDED_CLASSIFIER_DIR)
+
+    x, scenes = dataset.sample(1024, seed=12345)
+    with torch.no_grad():
+        pred, truth = clf.predict(x), labels(scenes)
+    acc = {k: (pred[k] == truth[k]).float().mean().item() for k in pred}
+    exact = torch.stack([pred[k] == truth[k] for k in pred]).all(0).float().mean().item()
+    print(f"classifier on 1024 data-set images: all five right {exact:.3f}; "
+          + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+
+    captions = held_out_captions(args.captions)
+    fp = {}
+    for steps in (1, 2, 4):
+        fp[steps] = generate(pipe, captions, steps)
+        print(f"float, {steps} step(s): alignment {alignment(clf, fp[steps], captions).mean():.3f} "
+              f"on {len(captions)} held-out captions")
+    ref = fp[EMBEDDED_DEFAULTS.num_inference_steps]
+
+    times = []
+    for i in range(10):
+        t = time.perf_counter()
+        pipe(captions[i], generator=torch.Generator().manual_seed(i), **EMBEDDED_DEFAULTS.as_kwargs())
+        times.append(time.perf_counter() - t)
+    print(f"one 64x64 image, {EMBEDDED_DEFAULTS.num_inference_steps} steps, 1 thread: "
+          f"median {statistics.median(times) * 1e3:.0f} ms (bar: 300 ms)")
+
+    inv = mixdq.build_inventory(pipe.unet)
+    calibration = mixdq.CalibrationConfig(
+        prompts=tuple(s.caption for s in dataset.split(held_out=False)[::60]),
+        num_inference_steps=EMBEDDED_DEFAULTS.num_inference_steps, batch_size=32,
+    )
+    mixdq.prepare(pipe)
+    mixdq.calibrate(pipe, calibration)
+    print(f"\n{'setting':<22} {'alignment':>9} {'Frechet':>8} {'PSNR dB':>8} {'SSIM':>6}")
+    ref01 = (ref + 1) / 2
+    for w, a in ((8, 8), (4, 8)):
+        for bos in (False, True):
+            mixdq.set_bos_aware(pipe, bos)
+            mixdq.apply_allocation(pipe, mixdq.Allocation.uniform(inv.names, w, a))
+            images = generate(pipe, captions)
+            img01 = (images + 1) / 2
+            print(f"W{w}A{a} BOS-aware {'on ' if bos else 'off'}    "
+                  f"{alignment(clf, images, captions).mean():9.3f} "
+                  f"{image_frechet_distance(clf, ref, images):8.3f} "
+                  f"{psnr_db(ref01, img01):8.2f} {ssim(ref01, img01).mean():6.3f}")
+    mixdq.restore(pipe)
+
+
+if __name__ == "__main__":
+    main()
