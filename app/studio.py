@@ -1,5 +1,5 @@
 """The studio's page. Until the full studio lands, it explores the layer inventory and the memory
-of uniform allocations of the full-size architectures (no weights needed)."""
+of uniform allocations: of the embedded model, and of the full-size architectures (no weights)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import pandas as pd
 import mixdq
 
 BITS_CHOICES = ["fp", "8", "6", "5", "4", "3", "2"]
+EMBEDDED = "embedded"
+MODELS = [EMBEDDED, *mixdq.ARCHITECTURES]
 TABLE_COLUMNS = ["name", "kind", "group", "layer_type", "params", "act_elements", "macs"]
 
 
 @lru_cache(maxsize=8)
 def _inventory(model: str) -> mixdq.Inventory:
-    return mixdq.build_inventory(mixdq.load_unet_config(model), model=model)
+    config = mixdq.load_unet_config(None if model == EMBEDDED else model)
+    return mixdq.build_inventory(config, model=model)
 
 
 def _bits(value: str):
@@ -25,8 +28,8 @@ def _bits(value: str):
 
 def inventory_view(model: str, weight_bits: str, act_bits: str) -> tuple[pd.DataFrame, str]:
     """The layer table and the memory of a uniform allocation."""
-    inv = _inventory(model)
     try:
+        inv = _inventory(model)
         alloc = mixdq.Allocation.uniform(inv.names, _bits(weight_bits), _bits(act_bits))
     except mixdq.MixDQError as e:
         raise gr.Error(str(e)) from None
@@ -47,12 +50,13 @@ def build_demo() -> gr.Blocks:
             "# MixDQ Studio\n"
             "Mixed-precision quantization of few-step text-to-image diffusion models "
             "([MixDQ, ECCV 2024](https://arxiv.org/abs/2405.17873)). "
-            "Sensitivity heatmaps, the live budget slider and side-by-side images arrive with "
-            "the embedded model; today: every quantizable layer and what it weighs."
+            "Sensitivity heatmaps, the live budget slider and side-by-side images are on their "
+            "way; today: every quantizable layer of the embedded model and of full-size "
+            "SDXL-Turbo, SD-Turbo and SD 1.5, and what it weighs."
         )
         with gr.Tab("Layers"):
             with gr.Row():
-                model = gr.Dropdown(list(mixdq.ARCHITECTURES), value="sdxl-turbo", label="Architecture")
+                model = gr.Dropdown(MODELS, value=EMBEDDED, label="Model")
                 wbits = gr.Dropdown(BITS_CHOICES, value="8",
                                     label="Weight bits")
                 abits = gr.Dropdown(["fp", "8", "6", "4"], value="8", label="Activation bits")

@@ -5,7 +5,7 @@
 Prints, from one run on one CPU thread: the attribute classifier's accuracy on data-set images;
 the float model's alignment score on held-out captions (fixed seeds) at 1, 2 and 4 steps; the
 time per 64x64 image; and alignment, Fréchet distance (classifier features) and PSNR/SSIM
-against the float images under uniform W8A8 and W4A8, BOS-aware off and on.
+against the float images under uniform W8A8, W4A8, W3A8, W2A8 and W8A4, BOS-aware off and on.
 """
 
 from __future__ import annotations
@@ -25,12 +25,6 @@ from mixdq.metrics import psnr_db, ssim  # noqa: E402
 from mixdq.models import EMBEDDED_CLASSIFIER_DIR, EMBEDDED_DEFAULTS  # noqa: E402
 from mixdq.shapes import dataset  # noqa: E402
 from mixdq.shapes.classifier import AttributeClassifier, alignment, image_frechet_distance, labels  # noqa: E402
-
-
-def held_out_captions(n: int) -> list[str]:
-    scenes = dataset.split(held_out=True)
-    step = len(scenes) / n
-    return [scenes[int(i * step)].caption for i in range(n)]
 
 
 def generate(pipe, captions, steps=EMBEDDED_DEFAULTS.num_inference_steps, batch=32) -> torch.Tensor:
@@ -62,7 +56,7 @@ def main() -> None:
     print(f"classifier on 1024 data-set images: all five right {exact:.3f}; "
           + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
 
-    captions = held_out_captions(args.captions)
+    captions = dataset.evaluation_captions(args.captions)
     fp = {}
     for steps in (1, 2, 4):
         fp[steps] = generate(pipe, captions, steps)
@@ -80,14 +74,14 @@ def main() -> None:
 
     inv = mixdq.build_inventory(pipe.unet)
     calibration = mixdq.CalibrationConfig(
-        prompts=tuple(s.caption for s in dataset.split(held_out=False)[::60]),
+        prompts=dataset.calibration_captions(32),
         num_inference_steps=EMBEDDED_DEFAULTS.num_inference_steps, batch_size=32,
     )
     mixdq.prepare(pipe)
     mixdq.calibrate(pipe, calibration)
     print(f"\n{'setting':<22} {'alignment':>9} {'Frechet':>8} {'PSNR dB':>8} {'SSIM':>6}")
     ref01 = (ref + 1) / 2
-    for w, a in ((8, 8), (4, 8)):
+    for w, a in ((8, 8), (4, 8), (3, 8), (2, 8), (8, 4)):
         for bos in (False, True):
             mixdq.set_bos_aware(pipe, bos)
             mixdq.apply_allocation(pipe, mixdq.Allocation.uniform(inv.names, w, a))

@@ -19,3 +19,5 @@ def test_studio_serves_the_inventory_of_full_size_architectures(client):
     assert "794 layers" in summary and "0.501x FP16" in summary
     table, summary = client.predict("sd-turbo", "4", "fp", api_name="/inventory")
     assert len(table["data"]) == 282 and "W4Afp" in summary
+    table, summary = client.predict("embedded", "8", "8", api_name="/inventory")
+    assert "embedded" in summary and any("attn2.to_k" in row[0] for row in table["data"])

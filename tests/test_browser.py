@@ -27,10 +27,11 @@ def page():
     demo.close()
 
 
-def test_page_shows_the_sdxl_turbo_inventory_then_follows_the_dropdown(page):
+def test_page_shows_the_embedded_inventory_then_follows_the_dropdown(page):
+    expect(page.get_by_text("embedded: ")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("gridcell", name="conv_in").first).to_be_visible()
+    page.get_by_label("Model").click()
+    page.get_by_role("option", name="sdxl-turbo").click()
     expect(page.get_by_text("794 layers")).to_be_visible(timeout=60_000)
     expect(page.get_by_text("0.501x FP16")).to_be_visible()
     expect(page.get_by_role("gridcell", name="add_embedding.linear_1").first).to_be_visible()
-    page.get_by_label("Architecture").click()
-    page.get_by_role("option", name="sd-turbo").click()
-    expect(page.get_by_text("282 layers")).to_be_visible(timeout=60_000)

@@ -31,6 +31,13 @@ def test_inventory_json_of_full_size_sdxl_turbo(capsys):
     assert sum(layer["group"] == "content" for layer in layers) == 420
 
 
+def test_no_model_named_inventories_the_embedded_model(capsys):
+    code, out, _ = run(capsys, "inventory", "--json")
+    layers = json.loads(out)
+    assert code == 0 and len(layers) == 132
+    assert any(layer["name"].endswith("attn2.to_k") and layer["group"] == "content" for layer in layers)
+
+
 def test_inventory_table_and_a_local_folder(capsys, tmp_path):
     tiny_sdxl().save_pretrained(tmp_path)
     code, out, _ = run(capsys, "inventory", str(tmp_path))
@@ -53,15 +60,12 @@ def test_memory_of_an_allocation_file(capsys, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["inventory"], "embedded default model"),
         (["inventory", "nobody/no-such-model"], "hf download nobody/no-such-model"),
         (["inventory", "./missing-folder"], "no folder"),
     ],
 )
 def test_errors_are_one_clear_line_not_a_traceback(argv, message):
     res = subprocess.run([sys.executable, "-m", "mixdq", *argv], cwd=ROOT, capture_output=True, text=True)
-    if "embedded" in message and (ROOT / "assets" / "embedded" / "model_index.json").exists():
-        pytest.skip("the embedded model ships")
     assert res.returncode == 2
     assert message in res.stderr and "Traceback" not in res.stderr
     assert res.stderr.startswith("error: ")

@@ -10,7 +10,7 @@ from mixdq.models import EMBEDDED_CLASSIFIER_DIR, EMBEDDED_DEFAULTS, EMBEDDED_DI
 from mixdq.shapes import dataset
 from mixdq.shapes.classifier import AttributeClassifier, alignment, labels
 
-CAPTIONS = [s.caption for s in dataset.split(held_out=True)[::31][:8]]
+CAPTIONS = dataset.evaluation_captions(8)
 
 
 @pytest.fixture(scope="module")

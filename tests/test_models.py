@@ -58,8 +58,8 @@ def test_unsupported_pipeline_class(tmp_path):
         mixdq.load_pipeline(str(tmp_path))
 
 
-def test_no_model_named_explains_the_embedded_default():
-    if (mixdq.models.EMBEDDED_DIR / "model_index.json").exists():
-        pytest.skip("the embedded model ships: covered by its own tests")
+def test_no_model_named_means_the_embedded_one_and_its_absence_is_explained(tmp_path, monkeypatch):
+    assert mixdq.load_unet_config()["_class_name"] == "UNet2DConditionModel"
+    monkeypatch.setattr(mixdq.models, "EMBEDDED_DIR", tmp_path / "embedded")
     with pytest.raises(mixdq.ModelNotFoundError, match="embedded default model.*Name a model"):
         mixdq.load_pipeline()

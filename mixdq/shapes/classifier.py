@@ -21,9 +21,9 @@ from .dataset import ATTRIBUTES, Scene, parse_caption
 FEATURES = 128
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
         nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(), nn.MaxPool2d(2),
     )
 
@@ -34,7 +34,7 @@ class AttributeClassifier(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(_block(3, 32), _block(32, 64), _block(64, 64), _block(64, 64))
+        self.body = nn.Sequential(_block(3, 32, stride=2), _block(32, 64), _block(64, 64))
         self.features = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, FEATURES), nn.SiLU())
         self.heads = nn.ModuleDict({k: nn.Linear(FEATURES, len(v)) for k, v in ATTRIBUTES.items()})
 

@@ -127,3 +127,15 @@ def sample(n: int, seed: int, held_out: bool = False, size: int = 64) -> tuple[t
     picked = [scenes[i] for i in rng.integers(0, len(scenes), n)]
     images = np.stack([render(s, rng, size) for s in picked])
     return torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1, picked
+
+
+def calibration_captions(n: int = 32) -> tuple[str, ...]:
+    """`n` training captions spread over the caption space: the embedded model's calibration set."""
+    scenes = split(held_out=False)
+    return tuple(scenes[i * len(scenes) // n].caption for i in range(n))
+
+
+def evaluation_captions(n: int = 128) -> list[str]:
+    """`n` held-out captions spread over the held-out set (caption i is sampled with seed i)."""
+    scenes = split(held_out=True)
+    return [scenes[i * len(scenes) // n].caption for i in range(n)]

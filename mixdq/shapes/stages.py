@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from diffusers import AutoencoderKL, StableDiffusionPipeline
+from tqdm.auto import tqdm
 
 from . import dataset
 from .classifier import AttributeClassifier, labels
 from .components import IMAGE_SIZE, make_scheduler, make_text_encoder, make_unet, make_vae
 from .tokenizer import build_tokenizer
-from .training import train
+from .training import save_atomic, train
 
 KL_WEIGHT = 1e-6
 STAGES = ("vae", "latents", "text2image", "classifier")
@@ -58,7 +59,7 @@ def encode_pool(work: Path, n: int = 40_000, seed: int = 0, chunk: int = 256) ->
     tok = build_tokenizer()
     pool["ids"] = tok(captions, padding="max_length", max_length=tok.model_max_length,
                       truncation=True, return_tensors="pt").input_ids
-    torch.save(pool, path)
+    save_atomic(pool, path)
     return pool
 
 
@@ -103,7 +104,7 @@ def train_text2image(work: Path, steps: int = 8000, batch: int = 64, seed: int =
     return pipe
 
 
-def train_classifier(work: Path, steps: int = 1500, batch: int = 64, seed: int = 0):
+def train_classifier(work: Path, steps: int = 1000, batch: int = 64, seed: int = 0):
     """Trained on every scene, held-out captions included: it is a measuring instrument."""
     torch.manual_seed(seed)
     model = AttributeClassifier()
@@ -112,8 +113,8 @@ def train_classifier(work: Path, steps: int = 1500, batch: int = 64, seed: int =
     def loss(step: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(batch_seed(seed, "classifier", step))
         picked = [every_scene[i] for i in torch.randint(0, len(every_scene), (batch,), generator=g)]
-        rng = dataset.np.random.default_rng(batch_seed(seed, "classifier", step))
-        x = torch.from_numpy(dataset.np.stack([dataset.render(s, rng) for s in picked]))
+        rng = np.random.default_rng(batch_seed(seed, "classifier", step))
+        x = torch.from_numpy(np.stack([dataset.render(s, rng) for s in picked]))
         x = x.permute(0, 3, 1, 2) * 2 - 1
         logits, truth = model(x), labels(picked)
         return sum(torch.nn.functional.cross_entropy(logits[k], truth[k]) for k in logits)
@@ -125,8 +126,6 @@ def train_classifier(work: Path, steps: int = 1500, batch: int = 64, seed: int =
 
 def export(work: Path, pipeline_dir: Path, classifier_dir: Path) -> None:
     """Copy the trained pipeline and classifier into place (assets/ for the shipped model)."""
-    import shutil
-
     for src, dst in ((work / "pipeline", pipeline_dir), (work / "classifier", classifier_dir)):
         if not src.exists():
             raise FileNotFoundError(f"{src} is missing: train its stage first")

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 
-def _save_atomic(obj, path: Path) -> None:
+def save_atomic(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
@@ -66,7 +66,7 @@ def train(
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.set_postfix(loss=f"{running:.4f}")
         if (step + 1) % every == 0 or step + 1 == steps:
-            _save_atomic(
+            save_atomic(
                 {"model": model.state_dict(), "optimizer": opt.state_dict(),
                  "rng": torch.get_rng_state(), "step": step + 1},
                 checkpoint,
