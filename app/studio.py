@@ -18,8 +18,10 @@ TABLE_COLUMNS = ["name", "kind", "group", "layer_type", "params", "act_elements"
 
 @lru_cache(maxsize=8)
 def _inventory(model: str) -> mixdq.Inventory:
-    config = mixdq.load_unet_config(None if model == EMBEDDED else model)
-    return mixdq.build_inventory(config, model=model)
+    spec = None if model == EMBEDDED else model
+    return mixdq.build_inventory(
+        mixdq.load_unet_config(spec), model=model, text_tokens=mixdq.text_tokens(spec)
+    )
 
 
 def _bits(value: str):

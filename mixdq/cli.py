@@ -13,7 +13,7 @@ from .config import ACT_BITS, WEIGHT_BITS, WeightQuantConfig
 from .errors import MixDQError
 from .inventory import build_inventory
 from .memory import memory_report
-from .models import ARCHITECTURES, load_unet_config
+from .models import ARCHITECTURES, load_unet_config, text_tokens
 
 MODEL_HELP = (
     f"{', '.join(ARCHITECTURES)} (full-size architecture from its shipped config, no weights), "
@@ -27,7 +27,8 @@ def _bits(value: str):
 
 def _inventory_for(args):
     config = load_unet_config(args.model)
-    return build_inventory(config, latent_size=args.latent_size, model=args.model or "embedded")
+    return build_inventory(config, latent_size=args.latent_size, model=args.model or "embedded",
+                           text_tokens=text_tokens(args.model))
 
 
 def cmd_inventory(args) -> int:

@@ -135,7 +135,7 @@ class Inventory:
         return pd.DataFrame.from_records(self.to_records())
 
 
-def _dummy_inputs(config, latent_size: tuple[int, int], device) -> tuple[tuple, dict]:
+def _dummy_inputs(config, latent_size: tuple[int, int], text_tokens: int, device) -> tuple[tuple, dict]:
     h, w = latent_size
     cross_dim = config.cross_attention_dim
     if isinstance(cross_dim, (list, tuple)):
@@ -143,7 +143,7 @@ def _dummy_inputs(config, latent_size: tuple[int, int], device) -> tuple[tuple, 
     args = (
         torch.empty(1, config.in_channels, h, w, device=device),
         torch.tensor([999], device=device),
-        torch.empty(1, 77, cross_dim, device=device),
+        torch.empty(1, text_tokens, cross_dim, device=device),
     )
     kwargs = {}
     if config.addition_embed_type == "text_time":  # SDXL: pooled text embedding + size/crop ids
@@ -184,11 +184,18 @@ def build_inventory(
     latent_size: tuple[int, int] | int | None = None,
     group_rule: GroupRule = MIXDQ_RULE,
     model: str = "",
+    text_tokens: int | None = None,
 ) -> Inventory:
-    """Inventory every `nn.Linear` and `nn.Conv2d` of a UNet (or of a UNet config).
+    """Inventory every `nn.Linear` and `nn.Conv2d` of a UNet (or of a UNet config, or of a
+    pipeline's UNet).
 
-    `latent_size` defaults to the UNet's `sample_size` (for SD-style models, pixels / 8).
+    `latent_size` defaults to the UNet's `sample_size` (for SD-style models, pixels / 8);
+    `text_tokens` to the pipeline tokenizer's length, else CLIP's 77.
     """
+    tokenizer = getattr(unet_or_config, "tokenizer", None)
+    if text_tokens is None:
+        text_tokens = getattr(tokenizer, "model_max_length", 77)
+    unet_or_config = getattr(unet_or_config, "unet", unet_or_config)
     if isinstance(unet_or_config, nn.Module):
         check_supported(unet_or_config)
         config = unet_or_config.config
@@ -216,7 +223,7 @@ def build_inventory(
         for n, m in net.named_modules()
         if isinstance(m, (nn.Linear, nn.Conv2d))
     ]
-    args, kwargs = _dummy_inputs(net.config, latent_size, "meta")
+    args, kwargs = _dummy_inputs(net.config, latent_size, text_tokens, "meta")
     with torch.no_grad():
         net(*args, **kwargs)
     for h in handles:

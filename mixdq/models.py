@@ -157,6 +157,22 @@ def load_unet_config(spec: str | None = None) -> dict:
         raise _hub_error(source, e) from None
 
 
+def text_tokens(spec: str | None = None) -> int:
+    """Text-embedding length a model's UNet sees: its tokenizer's `model_max_length` when the
+    folder says, else CLIP's 77 (every SD/SDXL checkpoint)."""
+    folder = None
+    if spec is None:
+        folder = _embedded_or_explain()
+    elif spec not in ARCHITECTURES and Path(spec).expanduser().is_dir():
+        folder = Path(spec).expanduser()
+    config = folder / "tokenizer" / "tokenizer_config.json" if folder else None
+    if config is not None and config.exists():
+        length = json.loads(config.read_text()).get("model_max_length", 77)
+        if isinstance(length, int) and 0 < length <= 4096:
+            return length
+    return 77
+
+
 def load_pipeline(spec: str | None = None, *, dtype: torch.dtype = torch.float32, variant: str | None = None):
     """A `StableDiffusionPipeline` or `StableDiffusionXLPipeline`, on the CPU.
 

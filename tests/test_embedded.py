@@ -42,7 +42,11 @@ def test_folder_is_small_safetensors_and_loads_with_plain_diffusers():
 
 
 def test_unet_has_sd_style_attention_and_feed_forward_layers(pipe):
-    inv = mixdq.build_inventory(pipe.unet)
+    inv = mixdq.build_inventory(pipe)
+    kv = [layer for layer in inv if layer.layer_type in ("attn2.to_k", "attn2.to_v")]
+    assert kv and all(layer.act_elements == 16 * 64 for layer in kv)  # 16 text tokens of width 64
+    cli = mixdq.build_inventory(mixdq.load_unet_config(), text_tokens=mixdq.text_tokens())
+    assert cli == inv
     types = {layer.layer_type for layer in inv}
     assert {"attn1.to_q", "attn2.to_k", "attn2.to_v", "ff.net.0.proj", "ff.net.2", "conv1"} <= types
     assert inv.group("content") and inv.group("quality")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -66,24 +67,31 @@ class Scene:
         return {name: ATTRIBUTES[name].index(getattr(self, name)) for name in ATTRIBUTES}
 
 
-def all_scenes() -> list[Scene]:
+@lru_cache(maxsize=1)
+def all_scenes() -> tuple[Scene, ...]:
     """Every valid scene (a shape never has its background's colour), in a fixed order."""
-    return [
+    return tuple(
         Scene(shape, colour, bg, pos, size)
         for shape, colour, bg, pos, size in itertools.product(*ATTRIBUTES.values())
         if colour != bg
-    ]
+    )
 
 
-def split(held_out: bool) -> list[Scene]:
-    return [s for s in all_scenes() if s.held_out == held_out]
+@lru_cache(maxsize=2)
+def split(held_out: bool) -> tuple[Scene, ...]:
+    return tuple(s for s in all_scenes() if s.held_out == held_out)
+
+
+@lru_cache(maxsize=1)
+def _by_caption() -> dict[str, Scene]:
+    return {scene.caption: scene for scene in all_scenes()}
 
 
 def parse_caption(caption: str) -> Scene:
-    for scene in all_scenes():
-        if scene.caption == caption:
-            return scene
-    raise ValueError(f"not a caption of the shapes data set: {caption!r}")
+    try:
+        return _by_caption()[caption]
+    except KeyError:
+        raise ValueError(f"not a caption of the shapes data set: {caption!r}") from None
 
 
 def _mask(shape: str, x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
