@@ -18,10 +18,7 @@ TABLE_COLUMNS = ["name", "kind", "group", "layer_type", "params", "act_elements"
 
 @lru_cache(maxsize=8)
 def _inventory(model: str) -> mixdq.Inventory:
-    spec = None if model == EMBEDDED else model
-    return mixdq.build_inventory(
-        mixdq.load_unet_config(spec), model=model, text_tokens=mixdq.text_tokens(spec)
-    )
+    return mixdq.load_inventory(None if model == EMBEDDED else model)
 
 
 def _bits(value: str):

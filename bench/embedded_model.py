@@ -21,22 +21,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import mixdq  # noqa: E402
+from mixdq.generation import generate_images  # noqa: E402
 from mixdq.metrics import psnr_db, ssim  # noqa: E402
 from mixdq.models import EMBEDDED_CLASSIFIER_DIR, EMBEDDED_DEFAULTS  # noqa: E402
 from mixdq.shapes import dataset  # noqa: E402
 from mixdq.shapes.classifier import AttributeClassifier, alignment, image_frechet_distance, labels  # noqa: E402
 
 
-def generate(pipe, captions, steps=EMBEDDED_DEFAULTS.num_inference_steps, batch=32) -> torch.Tensor:
-    """Images in [-1, 1]; caption i always gets seed i."""
-    out = []
-    for start in range(0, len(captions), batch):
-        chunk = captions[start : start + batch]
-        gens = [torch.Generator().manual_seed(start + i) for i in range(len(chunk))]
-        kwargs = EMBEDDED_DEFAULTS.as_kwargs() | {"num_inference_steps": steps}
-        images = pipe(chunk, generator=gens, output_type="pt", **kwargs).images
-        out.append(images * 2 - 1)
-    return torch.cat(out)
+def generate(pipe, captions, steps=EMBEDDED_DEFAULTS.num_inference_steps) -> torch.Tensor:
+    return generate_images(pipe, captions, **(EMBEDDED_DEFAULTS.as_kwargs() | {"num_inference_steps": steps}))
 
 
 def main() -> None:

@@ -32,7 +32,8 @@ from .inventory import MIXDQ_RULE, GroupRule, Inventory, LayerInfo, build_invent
 from .layers import quant_layers, unet_of
 from .memory import MemoryReport, memory_report
 from .metrics import sqnr_db
-from .models import ARCHITECTURES, load_pipeline, load_unet_config, text_tokens
+from .generation import generate_images
+from .models import ARCHITECTURES, load_inventory, load_pipeline, load_unet_config, text_tokens
 from .quantize import (
     apply_allocation,
     current_allocation,
@@ -51,7 +52,7 @@ __all__ = [
     "QuantConfig", "UnknownLayerError", "UnsupportedBitsError", "UnsupportedModelError",
     "WeightQuantConfig",
     "apply_allocation", "build_inventory", "calibrate", "calibrating", "current_allocation",
-    "is_calibrated", "load_pipeline", "load_unet_config", "memory_report", "prepare",
-    "quant_layers", "quantize_", "restore", "set_bos_aware", "set_layer_bits", "sqnr_db",
-    "text_tokens", "unet_of",
+    "generate_images", "is_calibrated", "load_inventory", "load_pipeline", "load_unet_config",
+    "memory_report", "prepare", "quant_layers", "quantize_", "restore", "set_bos_aware",
+    "set_layer_bits", "sqnr_db", "text_tokens", "unet_of",
 ]  # fmt: skip

@@ -11,9 +11,8 @@ import pandas as pd
 from .allocation import Allocation
 from .config import ACT_BITS, WEIGHT_BITS, WeightQuantConfig
 from .errors import MixDQError
-from .inventory import build_inventory
 from .memory import memory_report
-from .models import ARCHITECTURES, load_unet_config, text_tokens
+from .models import ARCHITECTURES, load_inventory
 
 MODEL_HELP = (
     f"{', '.join(ARCHITECTURES)} (full-size architecture from its shipped config, no weights), "
@@ -26,9 +25,7 @@ def _bits(value: str):
 
 
 def _inventory_for(args):
-    config = load_unet_config(args.model)
-    return build_inventory(config, latent_size=args.latent_size, model=args.model or "embedded",
-                           text_tokens=text_tokens(args.model))
+    return load_inventory(args.model, latent_size=args.latent_size)
 
 
 def cmd_inventory(args) -> int:

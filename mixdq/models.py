@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import ModelNotFoundError, UnsupportedModelError
+from .inventory import MIXDQ_RULE, GroupRule, Inventory, build_inventory
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EMBEDDED_DIR = ASSETS / "embedded"
@@ -171,6 +172,14 @@ def text_tokens(spec: str | None = None) -> int:
         if isinstance(length, int) and 0 < length <= 4096:
             return length
     return 77
+
+
+def load_inventory(spec: str | None = None, latent_size=None, group_rule: GroupRule = MIXDQ_RULE) -> Inventory:
+    """The layer inventory of a model, from its configs alone (no weights are loaded)."""
+    return build_inventory(
+        load_unet_config(spec), latent_size=latent_size, group_rule=group_rule,
+        model=spec or "embedded", text_tokens=text_tokens(spec),
+    )
 
 
 def load_pipeline(spec: str | None = None, *, dtype: torch.dtype = torch.float32, variant: str | None = None):

@@ -1,0 +1,17 @@
+"""Images from a pipeline with one fixed seed per prompt, so float and quantized runs compare
+image by image."""
+
+from __future__ import annotations
+
+import torch
+
+
+def generate_images(pipe, prompts: list[str], first_seed: int = 0, batch_size: int = 32, **kwargs) -> torch.Tensor:
+    """N x 3 x H x W images in [-1, 1]; prompt i is sampled with seed `first_seed + i`,
+    whatever the batching. `kwargs` go to the pipeline call (steps, guidance, size)."""
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start : start + batch_size])
+        gens = [torch.Generator().manual_seed(first_seed + start + i) for i in range(len(chunk))]
+        out.append(pipe(chunk, generator=gens, output_type="pt", **kwargs).images * 2 - 1)
+    return torch.cat(out)
