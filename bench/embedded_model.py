@@ -22,10 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import mixdq  # noqa: E402
 from mixdq.generation import generate_images  # noqa: E402
-from mixdq.metrics import psnr_db, ssim  # noqa: E402
 from mixdq.models import EMBEDDED_CLASSIFIER_DIR, EMBEDDED_DEFAULTS  # noqa: E402
 from mixdq.shapes import dataset  # noqa: E402
-from mixdq.shapes.classifier import AttributeClassifier, alignment, image_frechet_distance, labels  # noqa: E402
+from mixdq.shapes.classifier import (  # noqa: E402
+    SCORE_HEADER,
+    AttributeClassifier,
+    alignment,
+    format_scores,
+    labels,
+    scores_against,
+)
 
 
 def generate(pipe, captions, steps=EMBEDDED_DEFAULTS.num_inference_steps) -> torch.Tensor:
@@ -72,18 +78,13 @@ def main() -> None:
     )
     mixdq.prepare(pipe)
     mixdq.calibrate(pipe, calibration)
-    print(f"\n{'setting':<22} {'alignment':>9} {'Frechet':>8} {'PSNR dB':>8} {'SSIM':>6}")
-    ref01 = (ref + 1) / 2
+    print(f"\n{'setting':<22} {SCORE_HEADER}")
     for w, a in ((8, 8), (4, 8), (3, 8), (2, 8), (8, 4)):
         for bos in (False, True):
             mixdq.set_bos_aware(pipe, bos)
             mixdq.apply_allocation(pipe, mixdq.Allocation.uniform(inv.names, w, a))
-            images = generate(pipe, captions)
-            img01 = (images + 1) / 2
-            print(f"W{w}A{a} BOS-aware {'on ' if bos else 'off'}    "
-                  f"{alignment(clf, images, captions).mean():9.3f} "
-                  f"{image_frechet_distance(clf, ref, images):8.3f} "
-                  f"{psnr_db(ref01, img01):8.2f} {ssim(ref01, img01).mean():6.3f}")
+            scores = scores_against(clf, ref, generate(pipe, captions), captions)
+            print(f"W{w}A{a} BOS-aware {'on ' if bos else 'off'}    {format_scores(scores)}")
     mixdq.restore(pipe)
 
 

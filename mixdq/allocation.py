@@ -84,8 +84,14 @@ class Allocation:
 
     # --- JSON -------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict:
-        return {"weights": dict(self.weights), "activations": dict(self.acts)}
+    def to_dict(self, names: Iterable[str] | None = None) -> dict:
+        """The JSON form; with `names`, every one of those layers is listed, "fp" included."""
+        if names is None:
+            return {"weights": dict(self.weights), "activations": dict(self.acts)}
+        names = list(names)
+        fp = lambda b: "fp" if b is None else b  # noqa: E731
+        return {"weights": {n: fp(self.weight_bits(n)) for n in names},
+                "activations": {n: fp(self.act_bits(n)) for n in names}}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Allocation:

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import CalibrationConfig
+from .generation import quiet_progress
 from .layers import require_layers
 
 
@@ -33,19 +34,14 @@ def calibrate(pipe, calibration: CalibrationConfig = CalibrationConfig(), progre
     """Run `pipe` on the calibration prompts, over every timestep its sampler uses."""
     prompts = list(calibration.prompts)
     batches = [prompts[i : i + calibration.batch_size] for i in range(0, len(prompts), calibration.batch_size)]
-    saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
-    pipe.set_progress_bar_config(disable=True)  # one bar over batches, not one per call
-    try:
-        with calibrating(pipe), torch.no_grad():
-            for i, batch in enumerate(tqdm(batches, desc="calibrating", disable=not progress)):
-                pipe(
-                    prompt=batch,
-                    num_inference_steps=calibration.num_inference_steps,
-                    guidance_scale=calibration.guidance_scale,
-                    height=calibration.height,
-                    width=calibration.width,
-                    generator=torch.Generator("cpu").manual_seed(calibration.seed + i),
-                    output_type="latent",
-                )
-    finally:
-        pipe._progress_bar_config = saved_bar
+    with quiet_progress(pipe), calibrating(pipe), torch.no_grad():  # one bar over batches
+        for i, batch in enumerate(tqdm(batches, desc="calibrating", disable=not progress)):
+            pipe(
+                prompt=batch,
+                num_inference_steps=calibration.num_inference_steps,
+                guidance_scale=calibration.guidance_scale,
+                height=calibration.height,
+                width=calibration.width,
+                generator=torch.Generator("cpu").manual_seed(calibration.seed + i),
+                output_type="latent",
+            )

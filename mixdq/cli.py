@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
 from .allocation import Allocation
-from .config import ACT_BITS, WEIGHT_BITS, WeightQuantConfig
-from .errors import MixDQError
+from .config import ACT_BITS, DEFAULT_CALIBRATION_PROMPTS, WEIGHT_BITS, QuantConfig, WeightQuantConfig
+from .errors import ConfigError, MixDQError
 from .memory import memory_report
 from .models import ARCHITECTURES, load_inventory
 
@@ -56,6 +57,130 @@ def cmd_memory(args) -> int:
     return 0
 
 
+def _int_list(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 2,4,8, got {value!r}") from None
+
+
+def _sweep_prompts(args) -> tuple[str, ...]:
+    if args.prompts:
+        path = Path(args.prompts)
+        if not path.is_file():
+            raise ConfigError(f"no prompts file {path}; give a text file with one prompt per line")
+        prompts = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    elif args.model is None:
+        from .shapes.dataset import calibration_captions
+
+        prompts = calibration_captions(32)
+    else:
+        prompts = DEFAULT_CALIBRATION_PROMPTS
+    return prompts[: args.num_prompts] if args.num_prompts else prompts
+
+
+def cmd_sensitivity(args) -> int:
+    import torch
+
+    from .models import EMBEDDED_DEFAULTS, load_pipeline
+    from .sensitivity import SweepConfig, sweep
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    defaults = EMBEDDED_DEFAULTS if args.model is None else None
+    config = SweepConfig(
+        prompts=_sweep_prompts(args),
+        first_seed=args.seed,
+        num_inference_steps=args.steps or (defaults.num_inference_steps if defaults else 1),
+        guidance_scale=args.guidance if args.guidance is not None else 0.0,
+        height=args.resolution or (defaults.height if defaults else None),
+        width=args.resolution or (defaults.width if defaults else None),
+        batch_size=args.batch_size,
+        weight_bits=args.weight_bits,
+        act_bits=args.act_bits,
+        layers=args.layers,
+        quant=QuantConfig(weight=WeightQuantConfig(symmetric=not args.asymmetric)),
+    )
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    pipe = load_pipeline(args.model, dtype=dtype).to(args.device)
+    profile = sweep(pipe, config, args.output, model_id=args.model or "embedded", restart=args.restart)
+    print(f"wrote {args.output}: {len(profile)} layers, {profile.meta['probes']} probes, "
+          f"{profile.meta['elapsed_s']:.0f} s of probing")
+    return 0
+
+
+def cmd_import_mixdq(args) -> int:
+    from .importers import import_mixdq
+
+    profile = import_mixdq(args.folder, bits=args.bits, architecture=args.architecture)
+    profile.save(args.output)
+    groups = pd.Series([layer.group for layer in profile]).value_counts().to_dict()
+    print(f"wrote {args.output}: {len(profile)} layers ({groups.get('content', 0)} content, "
+          f"{groups.get('quality', 0)} quality) of {profile.meta['model']}, sizes from "
+          f"{profile.meta['sizes']}")
+    return 0
+
+
+def _locks(pairs: list[str]) -> dict:
+    locks = {}
+    for pair in pairs or []:
+        name, sep, bits = pair.rpartition("=")
+        if not sep or not name:
+            raise ConfigError(f"--lock takes LAYER=BITS (BITS an integer or fp), got {pair!r}")
+        locks[name] = "fp" if bits == "fp" else int(bits) if bits.isdigit() else bits
+    return locks
+
+
+def _candidates(values: list[str]) -> dict:
+    out = {}
+    for value in values or []:
+        group, sep, bits = value.partition("=")
+        if not sep:
+            raise ConfigError(f"--candidates takes GROUP=B,B,... (content or quality), got {value!r}")
+        out[group] = _int_list(bits)
+    return out
+
+
+def cmd_allocate(args) -> int:
+    from .planner import PlanConfig, Planner
+    from .profile import Profile
+
+    profile = Profile.load(args.profile)
+    config = PlanConfig(
+        metric={"content": args.content_metric, "quality": args.quality_metric},
+        content_weight=args.content_weight,
+        weight_candidates=_candidates(args.candidates),
+        act_candidates=_candidates(args.act_candidates),
+        allow_fp=args.allow_fp,
+        weight_locks=_locks(args.lock),
+        act_locks=_locks(args.act_lock),
+        symmetric=not args.asymmetric,
+    )
+    planner = Planner(profile, config)
+    budget = dict(budget_mb=args.budget_mb, avg_bits=args.avg_bits)
+    if args.mode == "mixdq":
+        result = planner.plan_mixdq(**budget, k=args.k, act_avg_bits=args.act_avg_bits, act_k=args.act_k)
+    else:
+        result = planner.plan(**budget, act_avg_bits=args.act_avg_bits, exact=args.exact)
+    if args.output:
+        result.allocation.save(args.output)
+    if args.json:
+        out = result.to_dict()
+        if args.act_avg_bits is None:
+            out.pop("activations", None)
+        print(json.dumps(out, indent=2))
+    else:
+        counts = pd.Series([("fp" if b is None else b) for b in
+                            (result.allocation.weight_bits(n) for n in profile.names)]).value_counts()
+        print(f"{args.mode} allocation, {'exact ILP' if result.exact else 'live frontier'} "
+              f"({result.solve_ms:.1f} ms): {result.weight_mb:,.1f} MB weights, "
+              f"avg {result.avg_bits:.3f} bits, damage {result.damage:.5f}")
+        print("weight bits: " + ", ".join(f"{b}: {n} layers" for b, n in counts.sort_index(key=lambda i: i.map(str)).items()))
+        if result.act_avg_bits is not None:
+            print(f"activations: avg {result.act_avg_bits:.3f} bits")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mixdq",
@@ -83,6 +208,76 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an allocation JSON file, or a MixDQ weight-bits YAML file")
     p.add_argument("--asymmetric", action="store_true", help="count a zero-point per channel")
     p.set_defaults(func=cmd_memory)
+
+    p = sub.add_parser(
+        "sensitivity",
+        help="measure every layer at every bit-width (SSIM and SQNR) and write a profile",
+        description="Quantize one layer at a time and compare with the floating-point run. "
+        "Interrupted runs resume from PROFILE.partial.jsonl when started again with the same "
+        "arguments.",
+    )
+    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                   help="a Hugging Face hub id or a local diffusers folder; default: the embedded model")
+    p.add_argument("-o", "--output", required=True, metavar="PROFILE", help="profile JSON to write")
+    p.add_argument("--prompts", metavar="FILE", help="text file, one prompt per line (default: "
+                   "32 data-set captions for the embedded model, 8 everyday prompts otherwise)")
+    p.add_argument("--num-prompts", type=int, metavar="N", help="use only the first N prompts")
+    p.add_argument("--seed", type=int, default=0, help="prompt i uses seed SEED+i (default 0)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: 4 embedded, 1 otherwise)")
+    p.add_argument("--guidance", type=float, help="guidance scale (default 0)")
+    p.add_argument("--resolution", type=int, help="image height and width in pixels")
+    p.add_argument("--batch-size", type=int, default=32, help="prompts per pipeline call (default 32)")
+    p.add_argument("--weight-bits", type=_int_list, default=WEIGHT_BITS, metavar="B,B,...",
+                   help=f"weight bit-widths to probe (default {','.join(map(str, WEIGHT_BITS))}; empty: none)")
+    p.add_argument("--act-bits", type=_int_list, default=ACT_BITS, metavar="B,B,...",
+                   help=f"activation bit-widths to probe (default {','.join(map(str, ACT_BITS))}; empty: none)")
+    p.add_argument("--layers", metavar="REGEX", help="probe only layers whose name matches")
+    p.add_argument("--asymmetric", action="store_true", help="asymmetric weight quantization")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--restart", action="store_true", help="discard a partial run instead of resuming")
+    p.set_defaults(func=cmd_sensitivity)
+
+    p = sub.add_parser("import-mixdq", help="make a profile from MixDQ's sensitivity YAML files")
+    p.add_argument("folder", metavar="DIR", help="folder with weight_sqnr.yaml, act_ssim.yaml, "
+                   "weight_ratio.yaml, ... (names need weight|act and sqnr|ssim|ratio)")
+    p.add_argument("-o", "--output", required=True, metavar="PROFILE", help="profile JSON to write")
+    p.add_argument("--bits", type=_int_list, default=(2, 4, 8), metavar="B,B,...",
+                   help="bit-width of each listed score (default 2,4,8, as MixDQ writes them)")
+    p.add_argument("--architecture", default="auto",
+                   help=f"take exact layer sizes from {'|'.join(ARCHITECTURES)} (default: the one "
+                   "whose layer names match, else the ratio files)")
+    p.set_defaults(func=cmd_import_mixdq)
+
+    p = sub.add_parser("allocate", help="choose bits per layer within a budget, from a profile")
+    p.add_argument("--profile", required=True, metavar="PROFILE")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-mb", type=float, metavar="MB", help="packed UNet weight megabytes")
+    budget.add_argument("--avg-bits", type=float, metavar="BITS", help="parameter-weighted average weight bits")
+    p.add_argument("--act-avg-bits", type=float, metavar="BITS",
+                   help="also allocate activations within this input-size-weighted average")
+    p.add_argument("--mode", choices=["decoupled", "mixdq"], default="decoupled",
+                   help="decoupled: one program on the normalised damage (default); mixdq: the "
+                   "paper's two programs with target bands")
+    p.add_argument("--k", type=float, default=1.0, help="mixdq mode: content / quality average weight bits")
+    p.add_argument("--act-k", type=float, default=1.0, help="mixdq mode: the same for activations")
+    p.add_argument("--exact", action="store_true", help="solve the integer program (PuLP/CBC) "
+                   "instead of the live frontier")
+    p.add_argument("--content-weight", type=float, default=0.5,
+                   help="0..1: how much content damage counts against quality damage (default 0.5)")
+    p.add_argument("--content-metric", choices=["ssim", "sqnr"], default="ssim")
+    p.add_argument("--quality-metric", choices=["ssim", "sqnr"], default="sqnr")
+    p.add_argument("--candidates", action="append", metavar="GROUP=B,B",
+                   help="allowed weight bits of a group, e.g. content=2,4,8 (repeatable)")
+    p.add_argument("--act-candidates", action="append", metavar="GROUP=B,B")
+    p.add_argument("--allow-fp", action="store_true", help="floating point is a choice for every layer")
+    p.add_argument("--lock", action="append", metavar="LAYER=BITS", help="pin a layer's weights (BITS or fp)")
+    p.add_argument("--act-lock", action="append", metavar="LAYER=BITS")
+    p.add_argument("--asymmetric", action="store_true", help="count a zero-point per channel")
+    p.add_argument("--json", action="store_true", help="print the allocation and totals as JSON")
+    p.add_argument("-o", "--output", metavar="FILE", help="also save the allocation (JSON, or .yaml for MixDQ)")
+    p.set_defaults(func=cmd_allocate)
     return parser
 
 

@@ -3,7 +3,21 @@ image by image."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+
+
+@contextmanager
+def quiet_progress(pipe) -> Iterator[None]:
+    """Silence the pipeline's per-call progress bar, for callers that show one bar over many calls."""
+    saved = dict(getattr(pipe, "_progress_bar_config", {}))
+    pipe.set_progress_bar_config(disable=True)
+    try:
+        yield
+    finally:
+        pipe._progress_bar_config = saved
 
 
 def generate_images(pipe, prompts: list[str], first_seed: int = 0, batch_size: int = 32, **kwargs) -> torch.Tensor:

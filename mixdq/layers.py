@@ -76,6 +76,10 @@ class QuantMixin:
             self._weight_cache[bits] = hit
         return hit[1]
 
+    def clear_cache(self) -> None:
+        """Drop cached quantized weights (they are recomputed on demand)."""
+        self._weight_cache.clear()
+
     def act_qparams(self, bits: int) -> QParams:
         key = (bits, self.bos_active)
         qp = self._act_cache.get(key)

@@ -42,7 +42,7 @@ def ssim(reference: torch.Tensor, test: torch.Tensor, data_range: float = 1.0) -
     sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return s.mean(dim=(1, 2, 3)).float()
+    return s.mean(dim=(1, 2, 3))  # float64: single-layer damage can be below float32 resolution
 
 
 def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:

@@ -18,7 +18,7 @@ def run(capsys, *argv):
 def test_python_dash_m_help_lists_every_command():
     res = subprocess.run([sys.executable, "-m", "mixdq", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0
-    for command in ("inventory", "memory"):
+    for command in ("inventory", "memory", "sensitivity", "import-mixdq", "allocate"):
         assert command in res.stdout
 
 
@@ -76,3 +76,41 @@ def test_bad_allocation_file_is_a_clear_error(capsys, tmp_path):
     bad.write_text('{"weights": {"conv_in": 7}}')
     code, _, err = run(capsys, "memory", "sd-turbo", "--allocation", str(bad))
     assert code == 2 and "choose one of 2, 3, 4, 5, 6, 8" in err
+
+
+SDXL_PROFILE = str(ROOT / "assets" / "profiles" / "sdxl-turbo-mixdq.json")
+
+
+def test_import_mixdq_then_allocate_json(capsys, tmp_path):
+    out = tmp_path / "sdxl.json"
+    code, printed, _ = run(capsys, "import-mixdq", str(ROOT / "assets" / "mixdq" / "sdxl-turbo"), "-o", str(out))
+    assert code == 0 and "794 layers (420 content, 374 quality) of sdxl-turbo" in printed
+
+    code, printed, _ = run(capsys, "allocate", "--profile", str(out), "--avg-bits", "4", "--json")
+    result = json.loads(printed)
+    assert code == 0 and "activations" not in result
+    assert len(result["weights"]) == 794 and set(result["weights"].values()) <= {2, 4, 8}
+    assert result["avg_bits"] <= 4 and result["weight_mb"] > 0 and result["damage"] > 0
+
+    code, printed, _ = run(capsys, "allocate", "--profile", str(out), "--budget-mb", "1500", "--json",
+                           "--act-avg-bits", "6", "--allow-fp", "--lock", "conv_in=fp", "--act-lock", "conv_out=fp")
+    result = json.loads(printed)
+    assert result["weights"]["conv_in"] == "fp" and result["activations"]["conv_out"] == "fp"
+    assert result["weight_mb"] <= 1500 and result["act_avg_bits"] <= 6
+
+
+def test_allocate_mixdq_mode_json(capsys):
+    code, printed, _ = run(capsys, "allocate", "--profile", SDXL_PROFILE, "--avg-bits", "5", "--mode", "mixdq",
+                           "--k", "1.1", "--act-avg-bits", "8", "--json")
+    result = json.loads(printed)
+    assert code == 0 and abs(result["avg_bits"] - 5) <= 0.02
+    assert sum(v == "fp" for v in result["activations"].values()) == 9  # MixDQ's ~1 % per group
+
+
+def test_allocate_errors_are_one_clear_line(capsys, tmp_path):
+    code, _, err = run(capsys, "allocate", "--profile", SDXL_PROFILE, "--budget-mb", "10")
+    assert code == 2 and "smallest feasible 644.5 MB" in err
+    code, _, err = run(capsys, "allocate", "--profile", str(tmp_path / "none.json"), "--avg-bits", "4")
+    assert code == 2 and "no profile at" in err
+    code, _, err = run(capsys, "allocate", "--profile", SDXL_PROFILE, "--avg-bits", "4", "--lock", "conv_in")
+    assert code == 2 and "LAYER=BITS" in err

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..metrics import frechet_distance
+from ..metrics import frechet_distance, psnr_db, ssim
 from ..serialization import atomic_write_text
 from .dataset import ATTRIBUTES, Scene, parse_caption
 
@@ -78,3 +78,25 @@ def alignment(classifier: AttributeClassifier, images: torch.Tensor, captions: l
 @torch.no_grad()
 def image_frechet_distance(classifier: AttributeClassifier, a: torch.Tensor, b: torch.Tensor) -> float:
     return frechet_distance(classifier.embed(a), classifier.embed(b))
+
+
+SCORE_HEADER = f"{'alignment':>9} {'Frechet':>8} {'PSNR dB':>8} {'SSIM':>6}"
+
+
+@torch.no_grad()
+def scores_against(classifier: AttributeClassifier, reference: torch.Tensor, images: torch.Tensor,
+                   captions: list[str]) -> dict[str, float]:
+    """How a set of images (in [-1, 1]) compares with the float model's images of the same
+    captions and seeds: alignment with the captions, and Fréchet distance, PSNR and SSIM
+    against the reference."""
+    ref01, img01 = (reference + 1) / 2, (images + 1) / 2
+    return dict(
+        alignment=alignment(classifier, images, captions).mean().item(),
+        frechet=image_frechet_distance(classifier, reference, images),
+        psnr=psnr_db(ref01, img01),
+        ssim=ssim(ref01, img01).mean().item(),
+    )
+
+
+def format_scores(s: dict[str, float]) -> str:
+    return f"{s['alignment']:9.3f} {s['frechet']:8.3f} {s['psnr']:8.2f} {s['ssim']:6.3f}"

@@ -1,0 +1,293 @@
+"""Metric-decoupled sensitivity: quantize one layer at a time, at each candidate bit-width, and
+measure the damage against the floating-point run with *both* metrics.
+
+A probe is one batched pipeline call over all sweep prompts (fixed seed per prompt); it yields the
+SSIM of the decoded images (content metric) and the SQNR of the UNet outputs over every step
+(quality metric). Probes are journaled to `<profile>.partial.jsonl` as they finish, so a run killed
+at any moment (even `kill -9`) resumes where it stopped and ends with the same profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .allocation import strip_prefix
+from .config import ACT_BITS, WEIGHT_BITS, CalibrationConfig, QuantConfig, _JsonConfig, check_bits
+from .errors import ConfigError
+from .generation import generate_images, quiet_progress
+from .inventory import MIXDQ_RULE, GroupRule, build_inventory
+from .layers import quant_layers, unet_of
+from .metrics import sqnr_db, ssim
+from .serialization import to_jsonable
+from .profile import KINDS, Kind, LayerProfile, Profile
+from .quantize import prepare, set_layer_bits
+from .calibration import calibrate
+
+SQNR_CAP_DB = 300.0  # identical outputs: float64 cannot resolve more, and JSON has no infinity
+
+
+@dataclass(frozen=True)
+class SweepConfig(_JsonConfig):
+    """What a sensitivity sweep measures. Calibration uses the same prompts, steps and seeds."""
+
+    prompts: tuple[str, ...]
+    first_seed: int = 0  # prompt i is sampled with seed first_seed + i
+    num_inference_steps: int = 1
+    guidance_scale: float = 0.0
+    height: int | None = None
+    width: int | None = None
+    batch_size: int = 32  # prompts per pipeline call; one probe = ceil(len(prompts)/batch_size) calls
+    weight_bits: tuple[int, ...] = WEIGHT_BITS
+    act_bits: tuple[int, ...] = ACT_BITS
+    layers: str | None = None  # regex: only probe matching layers (all are still reported)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    content_pattern: str = MIXDQ_RULE.content_pattern
+
+    def __post_init__(self):
+        if not self.prompts:
+            raise ConfigError("a sweep needs at least one prompt")
+        for kind, bits in (("weight", self.weight_bits), ("activation", self.act_bits)):
+            for b in bits:
+                if check_bits(kind, b) is None:
+                    raise ConfigError(f"{kind} bits must be integers; floating point is the reference")
+        if self.layers is not None:
+            try:
+                re.compile(self.layers)
+            except re.error as e:
+                raise ConfigError(f"--layers is not a valid regular expression: {e}") from None
+
+    @property
+    def calibration(self) -> CalibrationConfig:
+        return CalibrationConfig(
+            prompts=self.prompts, num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale, seed=self.first_seed, batch_size=self.batch_size,
+            height=self.height, width=self.width,
+        )
+
+    def generation_kwargs(self) -> dict:
+        kw = dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale)
+        if self.height is not None:
+            kw.update(height=self.height, width=self.width or self.height)
+        return kw
+
+    def probes(self, names: list[str]) -> list[tuple[Kind, str, int]]:
+        """(kind, layer, bits) in a fixed order: layer-major, so each layer's cached quantized
+        weights can be dropped once its probes are done."""
+        chosen = [n for n in names if self.layers is None or re.search(self.layers, n)]
+        return [
+            (kind, name, bits)
+            for kind in KINDS
+            for name in chosen
+            for bits in (self.weight_bits if kind == "weight" else self.act_bits)
+        ]
+
+
+def weights_sha256(model) -> str:
+    """Hash of the UNet's tensors (names, dtypes, shapes, bytes): which weights were measured."""
+    h = hashlib.sha256()
+    for name, t in sorted(unet_of(model).state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _versions() -> dict:
+    import diffusers
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "diffusers": diffusers.__version__, "transformers": transformers.__version__}
+
+
+@contextmanager
+def _capture_unet_outputs(model) -> Iterator[list[torch.Tensor]]:
+    outputs: list[torch.Tensor] = []
+
+    def hook(_module, _args, out):
+        sample = out[0] if isinstance(out, tuple) else out.sample
+        outputs.append(sample.detach().float().cpu())
+
+    handle = unet_of(model).register_forward_hook(hook)
+    try:
+        yield outputs
+    finally:
+        handle.remove()
+
+
+def _run(pipe, config: SweepConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images in [0, 1] and the UNet's outputs at every step, flattened."""
+    with _capture_unet_outputs(pipe) as outs, torch.no_grad():
+        images = generate_images(pipe, list(config.prompts), config.first_seed, config.batch_size,
+                                 **config.generation_kwargs())
+    return (images + 1) / 2, torch.cat([o.flatten() for o in outs])
+
+
+class _Journal:
+    """Append-only record of finished probes. The first line names the sweep; a torn last line
+    (the process died mid-write) is ignored on reading."""
+
+    def __init__(self, path: Path, header: dict):
+        self.path = path
+        self.header = header
+
+    def read(self) -> dict[tuple[str, str, int], dict]:
+        if not self.path.exists():
+            return {}
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # torn write: everything after it is lost, and re-measured
+        if not records or records[0].get("header") != self.header:
+            raise ConfigError(
+                f"{self.path} holds a different sweep (other model, prompts, bits or settings); "
+                "delete it to start afresh, or pass --restart, or write to another -o PROFILE"
+            )
+        return {(r["kind"], r["layer"], r["bits"]): r for r in records[1:]}
+
+    def start(self, done: dict) -> None:
+        """(Re)write the journal with the valid records only, then keep it open for appends."""
+        lines = [json.dumps({"header": self.header})] + [json.dumps(r) for r in done.values()]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def append(self, record: dict) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if hasattr(self, "_file"):
+            self._file.close()
+
+
+def journal_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".partial.jsonl")
+
+
+def sweep(
+    pipe,
+    config: SweepConfig,
+    out: str | Path,
+    *,
+    model_id: str = "unknown",
+    restart: bool = False,
+    progress: bool = True,
+    on_probe: Callable[[int], None] | None = None,
+) -> Profile:
+    """Measure every (layer, bit-width) of `config` on `pipe` and write the profile to `out`.
+
+    Resumes from `<out>.partial.jsonl` when one from the same sweep exists (unless `restart`).
+    `on_probe(n)` is called after the n-th newly measured probe (tests use it to interrupt).
+    The pipeline's UNet is prepared for quantization and left so, every layer in floating point.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    unet = unet_of(pipe)
+    prepare(pipe, config.quant)
+    names = list(quant_layers(pipe))
+    probes = config.probes(names)
+    header = {"sweep": to_jsonable(config), "weights_sha256": weights_sha256(pipe), "layers": len(names)}
+    journal = _Journal(journal_path(out), header)
+    if restart:
+        journal.path.unlink(missing_ok=True)
+    done = journal.read()
+
+    for layer in quant_layers(pipe).values():
+        layer.weight_bits = layer.act_bits = None
+    with quiet_progress(pipe):
+        calibrate(pipe, config.calibration, progress=progress)
+        ref_images, ref_unet = _run(pipe, config)
+        todo = [p for p in probes if p not in done]
+        journal.start(done)
+        layers = quant_layers(pipe)
+        bar = tqdm(total=len(probes), initial=len(probes) - len(todo), desc="sensitivity",
+                   unit="probe", disable=not progress, smoothing=0.05)
+        try:
+            for n, (kind, name, bits) in enumerate(todo, 1):
+                t0 = time.perf_counter()
+                flip = {"weight": bits} if kind == "weight" else {"act": bits}
+                set_layer_bits(pipe, name, **flip)
+                try:
+                    images, unet_out = _run(pipe, config)
+                finally:
+                    set_layer_bits(pipe, name, weight=None, act=None)
+                record = dict(
+                    kind=kind, layer=name, bits=bits,
+                    ssim=float(ssim(ref_images, images).mean()),
+                    sqnr=min(sqnr_db(ref_unet, unet_out), SQNR_CAP_DB),
+                    elapsed_s=time.perf_counter() - t0,
+                )
+                journal.append(record)
+                done[(kind, name, bits)] = record
+                if n == len(todo) or todo[n][1] != name:
+                    layers[name].clear_cache()  # full-size models cannot hold every layer x bits
+                bar.update(1)
+                if on_probe is not None:
+                    on_probe(n)
+        finally:
+            bar.close()
+            journal.close()
+
+    vae_scale = getattr(pipe, "vae_scale_factor", 8)
+    inventory = build_inventory(
+        unet.config, latent_size=tuple(s // vae_scale for s in ref_images.shape[-2:]),
+        group_rule=GroupRule(config.content_pattern), text_tokens=_text_tokens(pipe), model=model_id,
+    )
+    profile = Profile(
+        tuple(_layer_profile(info, done) for info in inventory),
+        meta=dict(
+            model=model_id, weights_sha256=header["weights_sha256"], source="measured",
+            sweep=to_jsonable(config), prompts=list(config.prompts),
+            seeds=[config.first_seed + i for i in range(len(config.prompts))],
+            resolution=list(ref_images.shape[-2:]), steps=config.num_inference_steps,
+            weight_bits=list(config.weight_bits), act_bits=list(config.act_bits),
+            probes=len(probes), versions=_versions(), threads=torch.get_num_threads(),
+            # probe time summed over resumed runs: what a full run costs, however often it stopped
+            elapsed_s=round(sum(r["elapsed_s"] for r in done.values()), 3),
+            wall_s_this_run=round(time.perf_counter() - started, 3),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        ),
+    )
+    profile.save(out)
+    journal.path.unlink(missing_ok=True)
+    return profile
+
+
+def _text_tokens(pipe) -> int:
+    tokenizer = getattr(pipe, "tokenizer", None)
+    length = getattr(tokenizer, "model_max_length", 77)
+    return length if isinstance(length, int) and 0 < length <= 4096 else 77
+
+
+def _layer_profile(info, done: dict) -> LayerProfile:
+    scores = {kind: {"ssim": {}, "sqnr": {}} for kind in KINDS}
+    for (kind, name, bits), r in done.items():
+        if name == info.name:
+            scores[kind]["ssim"][bits] = r["ssim"]
+            scores[kind]["sqnr"][bits] = r["sqnr"]
+    tidy = lambda s: {m: v for m, v in s.items() if v}  # noqa: E731
+    return LayerProfile(
+        name=strip_prefix(info.name), group=info.group, params=info.params,
+        out_channels=info.out_channels, act_elements=info.act_elements,
+        weight=tidy(scores["weight"]), activation=tidy(scores["activation"]),
+    )
