@@ -20,7 +20,6 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -112,12 +111,18 @@ class Planner:
         self.params = params
         self.overhead = channels * (SCALE_BYTES + (0 if config.symmetric else ZERO_POINT_BYTES))
         self.act_elements = np.array([layer.act_elements for layer in profile], float)
+        self._built: dict[Kind, tuple[list[Bits], np.ndarray, np.ndarray]] = {}
+        self._frontiers: dict[tuple[Kind, str], Frontier] = {}
 
     # --- problem building -------------------------------------------------------------------
 
-    @cached_property
-    def _options(self) -> dict[Kind, tuple[list[Bits], np.ndarray, np.ndarray]]:
-        return {kind: self._build(kind) for kind in ("weight", "activation")}
+    def _metric(self, group: str) -> Metric:
+        return self.config.metric.get(group, "ssim" if group == "content" else "sqnr")
+
+    def _options(self, kind: Kind) -> tuple[list[Bits], np.ndarray, np.ndarray]:
+        if kind not in self._built:  # built on first use: a weights-only profile never needs acts
+            self._built[kind] = self._build(kind)
+        return self._built[kind]
 
     def _build(self, kind: Kind) -> tuple[list[Bits], np.ndarray, np.ndarray]:
         """Options (bits, None = fp), an (n, options) availability mask and damage matrix."""
@@ -132,7 +137,7 @@ class Planner:
         locks = {strip_prefix(k): v for k, v in (cfg.weight_locks if kind == "weight" else cfg.act_locks).items()}
         group_scale = {}
         for group in GROUPS:
-            metric = cfg.metric.get(group, "ssim" if group == "content" else "sqnr")
+            metric = self._metric(group)
             rows = [i for i, layer in enumerate(profile) if layer.group == group]
             lowest = [min(profile.layers[i].scores(kind).get(metric, {}) or [math.inf]) for i in rows]
             total = sum(_damage(metric, profile.layers[i].scores(kind)[metric][b])
@@ -145,9 +150,9 @@ class Planner:
             scores = layer.scores(kind).get(metric, {})
             allowed = cands.get(layer.group)
             for j, bits in enumerate(options[:-1]):
-                if bits in scores and (allowed is None or bits in allowed):
-                    avail[i, j] = True
+                if bits in scores:  # scored even when not allowed, so `evaluate` can price any allocation
                     damage[i, j] = _damage(metric, scores[bits]) * scale
+                    avail[i, j] = allowed is None or bits in allowed
             avail[i, -1] = cfg.allow_fp
             if layer.name in locks:
                 lock = locks[layer.name]
@@ -171,7 +176,7 @@ class Planner:
         return options, avail, damage
 
     def _knapsack(self, kind: Kind, unit: str) -> tuple[Knapsack, list[Bits]]:
-        options, avail, damage = self._options[kind]
+        options, avail, damage = self._options(kind)
         bits = np.array([FP_BITS if b is None else b for b in options], float)
         if kind == "weight" and unit == "bytes":
             quantized = np.array([b is not None for b in options])
@@ -179,10 +184,6 @@ class Planner:
         else:  # bit-weighted sizes: average bits = cost / total size
             cost = self._size(kind)[:, None] * bits[None, :]
         return Knapsack(np.where(avail, cost, np.inf), damage), options
-
-    @cached_property
-    def _frontiers(self) -> dict:
-        return {}
 
     def frontier(self, kind: Kind = "weight", unit: str = "bytes") -> Frontier:
         key = (kind, unit)
@@ -193,7 +194,7 @@ class Planner:
     # --- answers ---------------------------------------------------------------------------
 
     def _solve(self, kind: Kind, unit: str, budget: float, exact: bool) -> dict[str, Bits]:
-        frontier, options = self.frontier(kind, unit), self._options[kind][0]
+        frontier, options = self.frontier(kind, unit), self._options(kind)[0]
         if unit == "bytes":
             frontier.problem.check_budget(budget, " MB", 1e-6)
         else:
@@ -229,14 +230,15 @@ class Planner:
 
     def evaluate(self, allocation: Allocation, exact: bool = False, solve_ms: float = 0.0, with_acts: bool = True) -> Plan:
         """Cost and damage of any allocation under this planner's objective."""
-        totals = {}
-        for kind in ("weight", "activation"):
-            options, avail, damage = self._options[kind]
+        totals = {"activation": 0.0}
+        for kind in ("weight", "activation") if with_acts else ("weight",):
+            options, avail, damage = self._options(kind)
             get = allocation.weight_bits if kind == "weight" else allocation.act_bits
             d = 0.0
             for i, layer in enumerate(self.profile):
                 b = get(layer.name)
-                if b not in options:
+                measured = b is None or b in self.profile[layer.name].scores(kind).get(self._metric(layer.group), {})
+                if b not in options or not measured:
                     raise ConfigError(f"{layer.name}: {kind} {b}-bit was not measured in this profile")
                 d += damage[i, options.index(b)]
             totals[kind] = d
@@ -248,9 +250,9 @@ class Planner:
             layers=tuple(self.profile.names),
             avg_bits=float((wbits * self.params).sum() / self.params.sum()),
             weight_mb=float((self.params * wbits / 8 + self.overhead * quantized).sum() / 1e6),
-            damage=totals["weight"] + (totals["activation"] if with_acts else 0.0),
+            damage=totals["weight"] + totals["activation"],
             weight_damage=totals["weight"],
-            act_damage=totals["activation"] if with_acts else 0.0,
+            act_damage=totals["activation"],
             act_avg_bits=float((abits * self.act_elements).sum() / self.act_elements.sum()) if with_acts else None,
             exact=exact,
             solve_ms=solve_ms,
@@ -296,7 +298,7 @@ class Planner:
         floating point (this ranking reproduces its published lists for SDXL-Turbo)."""
         keep = set()
         for group in GROUPS:
-            metric = self.config.metric.get(group, "ssim" if group == "content" else "sqnr")
+            metric = self._metric(group)
             scored = [(max(layer.activation[metric].items())[1], layer.name) for layer in self.profile
                       if layer.group == group and layer.activation.get(metric)]
             keep.update(name for _, name in sorted(scored)[: math.ceil(fraction * len(scored))])
@@ -313,7 +315,7 @@ class Planner:
         targets = {"content": k * quality_target, "quality": quality_target}
         out: dict[str, Bits] = {**locks, **{n: None for n in keep_fp if n not in locks}}
         for group in GROUPS:
-            metric = self.config.metric.get(group, "ssim" if group == "content" else "sqnr")
+            metric = self._metric(group)
             rows = [i for i, layer in enumerate(self.profile) if layer.group == group and layer.name not in out]
             bits = candidates[group]
             target = targets[group]

@@ -25,16 +25,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .allocation import strip_prefix
+from .calibration import calibrate
 from .config import ACT_BITS, WEIGHT_BITS, CalibrationConfig, QuantConfig, _JsonConfig, check_bits
 from .errors import ConfigError
 from .generation import generate_images, quiet_progress
 from .inventory import MIXDQ_RULE, GroupRule, build_inventory
 from .layers import quant_layers, unet_of
 from .metrics import sqnr_db, ssim
-from .serialization import to_jsonable
 from .profile import KINDS, Kind, LayerProfile, Profile
 from .quantize import prepare, set_layer_bits
-from .calibration import calibrate
+from .serialization import to_jsonable
 
 SQNR_CAP_DB = 300.0  # identical outputs: float64 cannot resolve more, and JSON has no infinity
 
@@ -154,7 +154,9 @@ class _Journal:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 break  # torn write: everything after it is lost, and re-measured
-        if not records or records[0].get("header") != self.header:
+        if not records:  # empty, or killed while writing its very first line
+            return {}
+        if records[0].get("header") != self.header:
             raise ConfigError(
                 f"{self.path} holds a different sweep (other model, prompts, bits or settings); "
                 "delete it to start afresh, or pass --restart, or write to another -o PROFILE"
@@ -253,8 +255,11 @@ def sweep(
         unet.config, latent_size=tuple(s // vae_scale for s in ref_images.shape[-2:]),
         group_rule=GroupRule(config.content_pattern), text_tokens=_text_tokens(pipe), model=model_id,
     )
+    by_layer: dict[str, list[dict]] = {}
+    for record in done.values():
+        by_layer.setdefault(record["layer"], []).append(record)
     profile = Profile(
-        tuple(_layer_profile(info, done) for info in inventory),
+        tuple(_layer_profile(info, by_layer.get(info.name, [])) for info in inventory),
         meta=dict(
             model=model_id, weights_sha256=header["weights_sha256"], source="measured",
             sweep=to_jsonable(config), prompts=list(config.prompts),
@@ -279,12 +284,11 @@ def _text_tokens(pipe) -> int:
     return length if isinstance(length, int) and 0 < length <= 4096 else 77
 
 
-def _layer_profile(info, done: dict) -> LayerProfile:
+def _layer_profile(info, records: list[dict]) -> LayerProfile:
     scores = {kind: {"ssim": {}, "sqnr": {}} for kind in KINDS}
-    for (kind, name, bits), r in done.items():
-        if name == info.name:
-            scores[kind]["ssim"][bits] = r["ssim"]
-            scores[kind]["sqnr"][bits] = r["sqnr"]
+    for r in records:
+        scores[r["kind"]]["ssim"][r["bits"]] = r["ssim"]
+        scores[r["kind"]]["sqnr"][r["bits"]] = r["sqnr"]
     tidy = lambda s: {m: v for m, v in s.items() if v}  # noqa: E731
     return LayerProfile(
         name=strip_prefix(info.name), group=info.group, params=info.params,
