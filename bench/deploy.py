@@ -1,0 +1,134 @@
+"""Deployed models, measured: UNet bytes held, peak resident memory and latency against FP32.
+
+    .venv/bin/python bench/deploy.py [--models embedded,sd-turbo] [--threads 2]
+
+Each (model, setting) runs in a fresh process, so one measurement's memory cannot leak into the
+next. Settings: FP32; uniform W8A8 (int8 kernels); uniform W4A8 (4-bit packed weights); a mixed
+~4-bit allocation (embedded: the planner on the shipped profile at 4 average bits, A8; SD-Turbo,
+which has no profile here: 3-bit `ff.net.2`, 8-bit conv_in/conv_out/time embedding, 4-bit the
+rest, A8). Embedded: one 64x64 image, 4 steps. SD-Turbo: the full-size UNet (865 M parameters,
+random weights, built from the shipped config) for one call at 512x512 (64x64 latents), batch 1.
+Targets: W8A8 UNet bytes <= 0.26x FP32, mixed ~4-bit <= 0.15x, W8A8 latency <= FP32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import mixdq  # noqa: E402
+from mixdq.deploy import deploy, deployed_layers, report  # noqa: E402
+
+SETTINGS = ("fp32", "w8a8", "w4a8", "mixed")
+
+
+def sd_turbo_mixed(names: list[str]) -> mixdq.Allocation:
+    def bits(n):
+        if n.endswith("ff.net.2"):
+            return 3
+        if n in ("conv_in", "conv_out") or n.startswith("time_embedding"):
+            return 8
+        return 4
+
+    return mixdq.Allocation({n: bits(n) for n in names}, {n: 8 for n in names})
+
+
+def embedded(setting: str) -> dict:
+    from mixdq.models import ASSETS, EMBEDDED_DEFAULTS
+    from mixdq.shapes import dataset
+
+    pipe = mixdq.load_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    inventory = mixdq.build_inventory(pipe.unet)
+    allocation = _allocation(setting, inventory.names, lambda: mixdq.Planner(
+        mixdq.Profile.load(ASSETS / "profiles" / "embedded.json")).plan(avg_bits=4.0).allocation)
+    if allocation is not None:
+        calibration = mixdq.CalibrationConfig(prompts=dataset.calibration_captions(32), num_inference_steps=4, batch_size=32)
+        mixdq.quantize_(pipe, allocation, calibration=calibration)
+        deploy(pipe)
+    caption = dataset.evaluation_captions(1)[0]
+    call = lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **EMBEDDED_DEFAULTS.as_kwargs())  # noqa: E731
+    return _report(pipe, call, inventory, allocation, repeats=10)
+
+
+def sd_turbo(setting: str) -> dict:
+    from diffusers import UNet2DConditionModel
+
+    config = mixdq.load_unet_config("sd-turbo")
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(config).eval()
+    inventory = mixdq.build_inventory(unet)
+    allocation = _allocation(setting, inventory.names, lambda: sd_turbo_mixed(inventory.names))
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(1, 77, config["cross_attention_dim"], generator=g)
+    latents = torch.randn(1, 4, 64, 64, generator=g)
+    call = lambda: unet(latents, 999, encoder_hidden_states=text)  # noqa: E731
+    if allocation is not None:
+        mixdq.prepare(unet)
+        with mixdq.calibrating(unet), torch.no_grad():
+            call()
+        mixdq.apply_allocation(unet, allocation)
+        deploy(unet, bos=text[0, 0])
+    return _report(unet, call, inventory, allocation, repeats=2)
+
+
+def _allocation(setting: str, names: list[str], mixed) -> mixdq.Allocation | None:
+    if setting == "fp32":
+        return None
+    if setting == "mixed":
+        return mixed()
+    return mixdq.Allocation.uniform(names, int(setting[1]), int(setting[3]))  # "w8a8" -> 8, 8
+
+
+def _report(model, call, inventory, allocation, repeats) -> dict:
+    r = report(model, inventory, allocation, call, repeats=repeats).to_dict()
+    layers = deployed_layers(model)
+    return r | dict(int8_layers=sum(x.int8 for x in layers.values()), layers=len(inventory))
+
+
+def child(model: str, setting: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    with torch.no_grad():
+        print(json.dumps({"embedded": embedded, "sd-turbo": sd_turbo}[model](setting)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="embedded,sd-turbo")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", nargs=2, metavar=("MODEL", "SETTING"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(*args.child, args.threads)
+    for model in args.models.split(","):
+        results = {}
+        for setting in SETTINGS:
+            out = subprocess.run([sys.executable, __file__, "--child", model, setting, "--threads", str(args.threads)],
+                                 capture_output=True, text=True, cwd=ROOT)
+            if out.returncode != 0:
+                print(f"{model} {setting}: failed\n{out.stderr[-2000:]}")
+                continue
+            results[setting] = json.loads(out.stdout.strip().splitlines()[-1])
+        fp = results["fp32"]
+        print(f"\n{model} ({args.threads} threads; ratios against FP32 in the same run)")
+        print(f"{'setting':<7} {'bits':>5} {'UNet MB':>8} {'x FP32':>7} {'weights: simulated':>19} {'measured':>9} "
+              f"{'RSS before':>10} {'peak RSS MB':>11} {'x FP32':>7} {'latency':>9} {'x FP32':>7} {'int8 layers':>11}")
+        mb = lambda b: float("nan") if b is None else b / 1e6  # noqa: E731
+        for setting, r in results.items():
+            print(f"{setting:<7} {r['avg_weight_bits']:5.2f} {r['unet_bytes'] / 1e6:8.1f} {r['unet_bytes'] / fp['unet_bytes']:7.3f} "
+                  f"{r['simulated_weight_bytes'] / 1e6:16.1f} MB {r['measured_weight_bytes'] / 1e6:6.1f} MB "
+                  f"{mb(r['resident_before_bytes']):10.0f} {mb(r['peak_rss_bytes']):11.0f} "
+                  f"{mb(r['peak_rss_bytes']) / mb(fp['peak_rss_bytes']):7.3f} "
+                  f"{r['latency_s'] * 1e3:7.0f}ms {r['latency_s'] / fp['latency_s']:7.2f} {r['int8_layers']:>6}/{r['layers']}")
+
+
+if __name__ == "__main__":
+    main()

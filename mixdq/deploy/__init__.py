@@ -1,0 +1,21 @@
+"""Deployment: a quantized allocation as a really low-bit model (packed weights, int8 kernels),
+saved and loaded without pickle, and measured rather than computed.
+
+    mixdq.quantize_(pipe, allocation, calibration=...)      # simulated
+    deploy(pipe)                                             # real: packed / int8, in place
+    save_deployed(pipe, "out/w8a8", base_model=None)         # safetensors + manifest.json
+    pipe = load_deployed_pipeline("out/w8a8")                # offline, no pickle
+"""
+
+from .checkpoint import load_deployed, load_deployed_pipeline, read_manifest, save_deployed
+from .convert import bos_embedding, deploy, deployed_layers
+from .measure import DeployReport, latency, module_bytes, peak_rss_during, report, resident_bytes, weight_bytes
+from .modules import DeployedConv2d, DeployedLayer, DeployedLinear, int8_kernels_available
+from .packing import pack, packed_nbytes, unpack
+
+__all__ = [
+    "DeployReport", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "bos_embedding", "deploy",
+    "deployed_layers", "int8_kernels_available", "latency", "load_deployed", "load_deployed_pipeline",
+    "module_bytes", "report", "resident_bytes", "weight_bytes", "pack", "packed_nbytes", "peak_rss_during", "read_manifest",
+    "save_deployed", "unpack",
+]  # fmt: skip

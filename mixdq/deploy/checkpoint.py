@@ -1,0 +1,133 @@
+"""A deployed UNet on disk: `unet.safetensors` plus `manifest.json` (allocation, per-layer specs
+and activation scales, UNet config, versions, and the SHA-256 of the weights file).
+
+Loading reads safetensors only (no pickle), checks the hash first, and rebuilds the UNet on the
+`meta` device, so nothing is allocated twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from ..allocation import Allocation
+from ..errors import ConfigError
+from ..layers import unet_of
+from ..quantize import _set_submodule
+from ..serialization import atomic_write_text
+from .convert import deployed_layers
+from .modules import DEPLOYED_CLASSES
+
+FORMAT = "mixdq-deployed"
+VERSION = 1
+WEIGHTS = "unet.safetensors"
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_deployed(model, folder: str | Path, base_model: str | None = None) -> Path:
+    """Write the deployed UNet of `model` to `folder`. `base_model` (hub id, folder, or None for
+    the embedded model) is where `load_deployed_pipeline` takes the other components from."""
+    from safetensors.torch import save_file
+
+    import diffusers
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    unet = unet_of(model)
+    layers = deployed_layers(unet)
+    if not layers:
+        raise ConfigError("this model is not deployed; call mixdq.deploy.deploy(pipe) first")
+    tensors = {}
+    for name, t in unet.state_dict().items():
+        owner = name.rpartition(".")[0]
+        if owner not in layers:
+            tensors[name] = t
+    for name, layer in layers.items():
+        tensors.update({f"{name}.{k}": v for k, v in layer.tensors().items()})
+    tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
+    tmp = folder / f".{WEIGHTS}.tmp"
+    save_file(tensors, str(tmp))
+    os.chmod(tmp, 0o644)
+    tmp.replace(folder / WEIGHTS)
+    allocation = Allocation({n: m.weight_bits for n, m in layers.items()}, {n: m.act_bits for n, m in layers.items()})
+    manifest = dict(
+        format=FORMAT, version=VERSION, base_model=base_model,
+        unet_config=json.loads(json.dumps(dict(unet.config), default=list)),
+        allocation=allocation.to_dict(), layers={n: m.spec for n, m in layers.items()},
+        weights={"file": WEIGHTS, "sha256": _sha256(folder / WEIGHTS)},
+        versions={"python": platform.python_version(), "torch": torch.__version__,
+                  "diffusers": diffusers.__version__},
+    )
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return folder
+
+
+def read_manifest(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"{folder} has no {MANIFEST}: it is not a deployed MixDQ model (save one with save_deployed)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is damaged ({e}); save the model again") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise ConfigError(f"{path} is not a {FORMAT} v{VERSION} manifest")
+    return manifest
+
+
+def load_deployed(folder: str | Path):
+    """The deployed `UNet2DConditionModel` saved in `folder`."""
+    from diffusers import UNet2DConditionModel
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    weights = folder / manifest["weights"]["file"]
+    if not weights.is_file():
+        raise ConfigError(f"{weights} is missing; copy the whole folder, or save the model again")
+    if _sha256(weights) != manifest["weights"]["sha256"]:
+        raise ConfigError(
+            f"{weights} does not match its manifest (SHA-256 differs): the file was truncated or "
+            "changed after saving; save the model again or restore the original file"
+        )
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise ConfigError(f"{weights} cannot be read as safetensors ({e}); save the model again") from None
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(manifest["unet_config"])
+    for name, spec in manifest["layers"].items():
+        prefix = name + "."
+        own = {k[len(prefix):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(prefix)]}
+        _set_submodule(unet, name, DEPLOYED_CLASSES[spec["kind"]](spec, own))
+    missing, unexpected = unet.load_state_dict(tensors, strict=False, assign=True)
+    left = [n for n, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
+    if unexpected or left:
+        raise ConfigError(f"{weights} does not fit its manifest (missing {left[:3]}, unexpected "
+                          f"{unexpected[:3]}); save the model again")
+    return unet.eval()
+
+
+def load_deployed_pipeline(folder: str | Path, base_model: str | None = ...):
+    """The base pipeline (from the manifest, or `base_model`) with the deployed UNet in it."""
+    from ..models import load_pipeline
+
+    manifest = read_manifest(folder)
+    pipe = load_pipeline(manifest["base_model"] if base_model is ... else base_model)
+    pipe.unet = load_deployed(folder)
+    return pipe

@@ -1,0 +1,135 @@
+"""Memory and speed, measured: bytes actually held, peak resident memory, latency.
+
+"Simulated" memory is arithmetic on bit-widths (`mixdq.memory_report`); these functions look at
+what the process really holds, so the two can be shown side by side.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+from ..allocation import Allocation
+from ..inventory import Inventory
+from ..layers import QuantMixin, unet_of
+from ..memory import memory_report
+from .modules import DeployedLayer
+
+T = TypeVar("T")
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def module_bytes(model) -> int:
+    """Bytes of every distinct parameter and buffer of the UNet, plus storage deployed layers hold
+    outside them (pre-packed int8 weights)."""
+    unet: nn.Module = unet_of(model)
+    seen, total = set(), 0
+    for t in [*unet.parameters(), *unet.buffers()]:
+        key = (t.untyped_storage().data_ptr(), t.dtype, t.shape)
+        if key not in seen:
+            seen.add(key)
+            total += t.nbytes
+    return total + sum(m.extra_storage_bytes() for m in unet.modules() if isinstance(m, DeployedLayer))
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def release_free_memory() -> None:
+    """Return freed heap memory to the system (glibc keeps it otherwise), so resident memory shows
+    what the model holds, not what an earlier conversion step once used."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def resident_bytes() -> int | None:
+    kb = _status_kb("VmRSS")
+    return None if kb is None else kb * 1024
+
+
+def peak_rss_during(fn: Callable[[], T]) -> tuple[T, int | None]:
+    """(fn(), the process's peak resident bytes while it ran), via Linux's resettable high-water
+    mark (/proc/self/clear_refs); None where that is not available."""
+    release_free_memory()
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return fn(), None
+    out = fn()
+    peak = _status_kb("VmHWM")
+    return out, None if peak is None else peak * 1024
+
+
+def latency(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def weight_bytes(model) -> int:
+    """Bytes the UNet's Linear/Conv2d weights really take: deployed layers' codes, scales and
+    zero-points (or pre-packed int8), and the float weights of layers never deployed."""
+    total = 0
+    for m in unet_of(model).modules():
+        if isinstance(m, DeployedLayer):
+            total += m.weight_bytes()
+        elif type(m) in (nn.Linear, nn.Conv2d) or isinstance(m, QuantMixin):
+            total += m.weight.nbytes
+    return total
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    """Memory both ways, and speed, of one model running one call."""
+
+    simulated_weight_bytes: float  # arithmetic: bits x params / 8 + per-channel scales (memory_report)
+    measured_weight_bytes: int  # what the Linear/Conv2d weights really hold
+    unet_bytes: int  # every tensor of the UNet, measured
+    resident_before_bytes: int | None  # the process before the call
+    peak_rss_bytes: int | None  # the process's peak during the call
+    latency_s: float  # median per call
+    avg_weight_bits: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def report(model, inventory: Inventory, allocation: Allocation | None, call: Callable[[], object],
+           repeats: int = 3) -> DeployReport:
+    """Measure `model` (pipeline or UNet) running `call` (one generation, or one UNet call).
+    `allocation` None means the float model. Floating-point layers count 32 bits on both sides:
+    deployed models keep them as they were (fp32 on the CPU)."""
+    simulated = memory_report(inventory, allocation or Allocation(), fp_bits=32)
+    with torch.no_grad():
+        release_free_memory()
+        before = resident_bytes()
+        _, peak = peak_rss_during(call)
+        seconds = latency(call, repeats=repeats, warmup=0)
+    return DeployReport(simulated.weight_bytes, weight_bytes(model), module_bytes(model), before, peak,
+                        seconds, simulated.avg_weight_bits)

@@ -1,0 +1,45 @@
+"""Several low-bit integer codes per byte.
+
+Codes are unsigned (0 .. 2^bits - 1). Every 8 codes become `bits` bytes: the 8 codes are laid side
+by side in one 64-bit word (code k at bit k*bits) whose low `bits` bytes are kept. So 2-bit
+weights take 1/4 byte each, 3-bit 3/8, 4-bit 1/2, with no padding but at most 7 codes at the end.
+"""
+
+from __future__ import annotations
+
+import torch
+
+PACKED_BITS = (2, 3, 4, 5, 6)
+
+
+def packed_nbytes(numel: int, bits: int) -> int:
+    return -(-numel // 8) * bits
+
+
+def pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Flat uint8 tensor of `packed_nbytes(codes.numel(), bits)` bytes."""
+    if bits not in PACKED_BITS:
+        raise ValueError(f"packing is for {PACKED_BITS} bits; 8-bit codes are stored as they are")
+    flat = codes.reshape(-1).to(torch.int64)
+    if flat.numel() and (flat.min() < 0 or flat.max() >= 2**bits):
+        raise ValueError(f"codes must lie in [0, {2**bits - 1}] for {bits}-bit packing")
+    pad = (-flat.numel()) % 8
+    groups = torch.nn.functional.pad(flat, (0, pad)).view(-1, 8)
+    shifts = torch.arange(8, dtype=torch.int64) * bits
+    words = (groups << shifts).sum(dim=1)  # at most 48 bits used: no overflow
+    byte_shifts = torch.arange(bits, dtype=torch.int64) * 8
+    return ((words[:, None] >> byte_shifts) & 0xFF).to(torch.uint8).reshape(-1)
+
+
+def unpack(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
+    """The first `numel` codes, as uint8."""
+    if packed.numel() != packed_nbytes(numel, bits):
+        raise ValueError(f"{packed.numel()} bytes cannot hold {numel} {bits}-bit codes")
+    if 8 % bits == 0:  # codes never straddle a byte: same layout, read byte-wise (~5x faster)
+        shifts = torch.arange(0, 8, bits, dtype=torch.uint8)
+        return ((packed[:, None] >> shifts) & (2**bits - 1)).reshape(-1)[:numel]
+    byte_shifts = torch.arange(bits, dtype=torch.int64) * 8
+    words = (packed.view(-1, bits).to(torch.int64) << byte_shifts).sum(dim=1)
+    shifts = torch.arange(8, dtype=torch.int64) * bits
+    codes = (words[:, None] >> shifts) & (2**bits - 1)
+    return codes.reshape(-1)[:numel].to(torch.uint8)

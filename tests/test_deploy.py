@@ -1,0 +1,163 @@
+"""Deployment: packed codes, int8 kernels, parity with the simulated model, save and load."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import mixdq
+from mixdq.deploy import (
+    deploy, deployed_layers, load_deployed, load_deployed_pipeline, module_bytes, pack, packed_nbytes,
+    save_deployed, unpack,
+)
+from mixdq.models import EMBEDDED_DEFAULTS
+from mixdq.shapes import dataset
+
+CAPTIONS = dataset.evaluation_captions(4)
+CALIBRATION = mixdq.CalibrationConfig(prompts=dataset.calibration_captions(8), num_inference_steps=4, batch_size=8)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize("numel", [0, 1, 7, 8, 9, 1000, 4099])
+def test_pack_unpack_round_trip_is_exact(bits, numel):
+    codes = torch.randint(0, 2**bits, (numel,), dtype=torch.uint8, generator=torch.Generator().manual_seed(numel))
+    packed = pack(codes, bits)
+    assert packed.dtype == torch.uint8 and packed.numel() == packed_nbytes(numel, bits) == -(-numel // 8) * bits
+    assert torch.equal(unpack(packed, bits, numel), codes)
+
+
+def test_pack_refuses_codes_out_of_range():
+    with pytest.raises(ValueError, match=r"\[0, 3\]"):
+        pack(torch.tensor([0, 4], dtype=torch.uint8), 2)
+
+
+def _layers_model():
+    torch.manual_seed(0)
+    return nn.ModuleDict({"proj": nn.Linear(64, 96), "conv": nn.Conv2d(16, 32, 3, padding=1, stride=2)})
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(1)
+    return {"proj": torch.randn(5, 7, 64, generator=g) * 3, "conv": torch.randn(2, 16, 12, 12, generator=g)}
+
+
+@pytest.mark.parametrize("weight,act", [(8, 8), (4, 8), (3, None), (2, 6), (None, 8), (8, 4)])
+def test_deployed_layers_match_the_simulated_ones(weight, act):
+    model, x = _layers_model(), _inputs()
+    mixdq.prepare(model)
+    with mixdq.calibrating(model), torch.no_grad():
+        for name, layer in model.items():
+            layer(x[name])
+    mixdq.apply_allocation(model, mixdq.Allocation.uniform(["proj", "conv"], weight, act))
+    with torch.no_grad():
+        simulated = {name: layer(x[name]) for name, layer in model.items()}
+        deploy(model)
+        real = {name: layer(x[name]) for name, layer in model.items()}
+    for name in model:
+        # int8 kernels sum in int32 and rescale once; the simulation sums dequantized floats:
+        # the same numbers up to float32 rounding
+        err = (real[name] - simulated[name]).abs().max() / simulated[name].abs().max()
+        assert err < 1e-5, (name, err)
+    uses_kernels = {name: m.int8 for name, m in deployed_layers(model).items()}
+    assert all(uses_kernels.values()) == (weight == 8 and act == 8)
+
+
+def test_deployed_weights_really_are_smaller():
+    model = _layers_model()
+    mixdq.prepare(model)
+    mixdq.apply_allocation(model, mixdq.Allocation({"proj": 4, "conv": 2}))
+    float_bytes = module_bytes(model)
+    deploy(model)
+    layers = deployed_layers(model)
+    assert layers["proj"].weight_codes.numel() == 64 * 96 // 2 and layers["conv"].weight_codes.numel() == 16 * 32 * 9 // 4
+    expected = float_bytes - (64 * 96 + 16 * 32 * 9) * 4 + 64 * 96 // 2 + 16 * 32 * 9 // 4 + (96 + 32) * (4 + 1)
+    assert module_bytes(model) == expected  # codes + fp32 scale + uint8 zero-point per channel
+
+
+@pytest.fixture(scope="module")
+def simulated_and_deployed():
+    """The embedded model under a mixed allocation (int8 kernels, packed 2-6 bits, float layers),
+    its simulated images, and the same pipeline deployed."""
+    pipe = mixdq.load_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    names = mixdq.load_inventory(None).names
+    bits = [8, 4, 3, 2, 6, 5, None, 8]
+    allocation = mixdq.Allocation({n: bits[i % len(bits)] for i, n in enumerate(names)},
+                                  {n: 8 if i % 5 else 6 for i, n in enumerate(names)})
+    mixdq.quantize_(pipe, allocation, calibration=CALIBRATION)
+    simulated = mixdq.generate_images(pipe, CAPTIONS, **EMBEDDED_DEFAULTS.as_kwargs())
+    deploy(pipe)
+    return pipe, allocation, simulated
+
+
+def test_deployed_images_match_the_simulated_model(simulated_and_deployed):
+    pipe, allocation, simulated = simulated_and_deployed
+    layers = deployed_layers(pipe)
+    assert sum(m.int8 for m in layers.values()) > 0 and any(m.weight_bits == 2 for m in layers.values())
+    assert not mixdq.quant_layers(pipe)  # no simulated layer is left
+    real = mixdq.generate_images(pipe, CAPTIONS, **EMBEDDED_DEFAULTS.as_kwargs())
+    # bound: 40 dB. Differences come only from float rounding (int32 sums, rescaling), which can
+    # move an activation across a rounding boundary; 4 sampling steps carry that on.
+    assert mixdq.metrics.psnr_db((simulated + 1) / 2, (real + 1) / 2) > 40
+
+
+def test_bos_token_stays_floating_point(simulated_and_deployed):
+    pipe, _, _ = simulated_and_deployed
+    to_k = [m for n, m in deployed_layers(pipe).items() if n.endswith("attn2.to_k")][0]
+    assert to_k.bos_output is not None
+    text = pipe.encode_prompt(prompt="a red circle", device="cpu", num_images_per_prompt=1,
+                              do_classifier_free_guidance=False)[0]
+    with torch.no_grad():
+        out = to_k(text)
+    assert torch.equal(out[0, 0], to_k.bos_output)
+
+
+def test_save_and_load_give_the_same_image_offline(simulated_and_deployed, tmp_path):
+    pipe, allocation, _ = simulated_and_deployed
+    before = mixdq.generate_images(pipe, CAPTIONS[:2], **EMBEDDED_DEFAULTS.as_kwargs())
+    save_deployed(pipe, tmp_path / "m", base_model=None)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["format"] == "mixdq-deployed" and len(manifest["weights"]["sha256"]) == 64
+    assert mixdq.Allocation.from_dict(manifest["allocation"]) == allocation
+    assert {"torch", "diffusers"} <= set(manifest["versions"])
+    assert not list((tmp_path / "m").glob("*.bin")) and not list((tmp_path / "m").glob("*.pt"))
+    loaded = load_deployed_pipeline(tmp_path / "m")
+    loaded.set_progress_bar_config(disable=True)
+    after = mixdq.generate_images(loaded, CAPTIONS[:2], **EMBEDDED_DEFAULTS.as_kwargs())
+    assert torch.equal(before, after)
+    assert module_bytes(loaded) == module_bytes(pipe)
+
+
+def test_truncated_or_tampered_checkpoints_are_refused(simulated_and_deployed, tmp_path):
+    pipe, _, _ = simulated_and_deployed
+    folder = save_deployed(pipe, tmp_path / "m")
+    weights = folder / "unet.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(mixdq.ConfigError, match="truncated or changed"):
+        load_deployed(folder)
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(mixdq.ConfigError, match="truncated or changed"):
+        load_deployed(folder)
+    weights.write_bytes(data)
+    (folder / "manifest.json").write_text("{ not json")
+    with pytest.raises(mixdq.ConfigError, match="damaged"):
+        load_deployed(folder)
+    with pytest.raises(mixdq.ConfigError, match="not a deployed MixDQ model"):
+        load_deployed(tmp_path)
+
+
+def test_report_gives_memory_both_ways(simulated_and_deployed):
+    from mixdq.deploy import report
+
+    pipe, allocation, _ = simulated_and_deployed
+    inventory = mixdq.load_inventory(None)
+    r = report(pipe, inventory, allocation, lambda: pipe(CAPTIONS[0], **EMBEDDED_DEFAULTS.as_kwargs()), repeats=1)
+    # simulated: fp16 scales; held: fp32 scales, plus a uint8 zero-point for packed codes
+    extra = sum(layer.out_channels * (2 + (0 if allocation.weight_bits(layer.name) == 8 and allocation.act_bits(layer.name) == 8 else 1))
+                for layer in inventory if allocation.weight_bits(layer.name) is not None)
+    assert r.measured_weight_bytes - r.simulated_weight_bytes == extra
+    assert r.unet_bytes > r.measured_weight_bytes and r.latency_s > 0
+    if r.peak_rss_bytes is not None:
+        assert r.peak_rss_bytes >= r.resident_before_bytes > r.unet_bytes
