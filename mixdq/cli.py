@@ -10,7 +10,14 @@ from pathlib import Path
 import pandas as pd
 
 from .allocation import Allocation
-from .config import ACT_BITS, DEFAULT_CALIBRATION_PROMPTS, WEIGHT_BITS, QuantConfig, WeightQuantConfig
+from .config import (
+    ACT_BITS,
+    DEFAULT_CALIBRATION_PROMPTS,
+    WEIGHT_BITS,
+    CalibrationConfig,
+    QuantConfig,
+    WeightQuantConfig,
+)
 from .errors import ConfigError, MixDQError
 from .memory import memory_report
 from .models import ARCHITECTURES, load_inventory
@@ -181,6 +188,31 @@ def cmd_allocate(args) -> int:
     return 0
 
 
+def cmd_deploy(args) -> int:
+    from .calibration import calibrate
+    from .deploy import deploy, deployed_layers, module_bytes, save_deployed
+    from .models import EMBEDDED_DEFAULTS, load_pipeline
+    from .quantize import apply_allocation, prepare
+
+    allocation = Allocation.load(args.allocation)
+    pipe = load_pipeline(args.model)
+    defaults = EMBEDDED_DEFAULTS if args.model is None else None
+    float_bytes = module_bytes(pipe)
+    prepare(pipe, QuantConfig(weight=WeightQuantConfig(symmetric=not args.asymmetric)))
+    if allocation.acts:
+        calibrate(pipe, CalibrationConfig(
+            prompts=_sweep_prompts(args), num_inference_steps=args.steps or (defaults.num_inference_steps if defaults else 1),
+            height=defaults.height if defaults else None, width=defaults.width if defaults else None,
+        ))
+    apply_allocation(pipe, allocation)
+    deploy(pipe)
+    save_deployed(pipe, args.output, base_model=args.model)
+    int8 = sum(m.int8 for m in deployed_layers(pipe).values())
+    print(f"wrote {args.output}: UNet {module_bytes(pipe) / 1e6:,.1f} MB held vs {float_bytes / 1e6:,.1f} MB "
+          f"float ({module_bytes(pipe) / float_bytes:.3f}x); {int8} layers on int8 kernels")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mixdq",
@@ -278,6 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the allocation and totals as JSON")
     p.add_argument("-o", "--output", metavar="FILE", help="also save the allocation (JSON, or .yaml for MixDQ)")
     p.set_defaults(func=cmd_allocate)
+
+    p = sub.add_parser("deploy", help="make a really low-bit UNet from an allocation and save it")
+    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                   help="a Hugging Face hub id or a local diffusers folder; default: the embedded model")
+    p.add_argument("--allocation", required=True, metavar="FILE", help="allocation JSON (or MixDQ weight YAML)")
+    p.add_argument("-o", "--output", required=True, metavar="FOLDER")
+    p.add_argument("--prompts", metavar="FILE", help="calibration prompts, one per line")
+    p.add_argument("--num-prompts", type=int, metavar="N")
+    p.add_argument("--steps", type=int, help="calibration sampling steps")
+    p.add_argument("--asymmetric", action="store_true", help="asymmetric weights (no int8 kernels)")
+    p.set_defaults(func=cmd_deploy)
     return parser
 
 

@@ -18,7 +18,7 @@ def run(capsys, *argv):
 def test_python_dash_m_help_lists_every_command():
     res = subprocess.run([sys.executable, "-m", "mixdq", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0
-    for command in ("inventory", "memory", "sensitivity", "import-mixdq", "allocate"):
+    for command in ("inventory", "memory", "sensitivity", "import-mixdq", "allocate", "deploy"):
         assert command in res.stdout
 
 
@@ -114,3 +114,21 @@ def test_allocate_errors_are_one_clear_line(capsys, tmp_path):
     assert code == 2 and "no profile at" in err
     code, _, err = run(capsys, "allocate", "--profile", SDXL_PROFILE, "--avg-bits", "4", "--lock", "conv_in")
     assert code == 2 and "LAYER=BITS" in err
+
+
+def test_allocate_then_deploy_the_embedded_model(capsys, tmp_path):
+    from mixdq.deploy import load_deployed_pipeline, read_manifest
+
+    profile = str(ROOT / "assets" / "profiles" / "embedded.json")
+    code, _, _ = run(capsys, "allocate", "--profile", profile, "--avg-bits", "4", "--act-avg-bits", "8",
+                     "-o", str(tmp_path / "alloc.json"))
+    assert code == 0
+    code, printed, _ = run(capsys, "deploy", "--allocation", str(tmp_path / "alloc.json"), "-o", str(tmp_path / "m"),
+                           "--num-prompts", "4")
+    assert code == 0 and "layers on int8 kernels" in printed
+    manifest = read_manifest(tmp_path / "m")
+    assert manifest["base_model"] is None and len(manifest["layers"]) == 132
+    pipe = load_deployed_pipeline(tmp_path / "m")
+    image = pipe("a small red circle on the left, white background", num_inference_steps=4,
+                 guidance_scale=0.0, output_type="pt").images
+    assert image.shape == (1, 3, 64, 64)
