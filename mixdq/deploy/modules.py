@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..quantizers import QParams, fake_quantize, quantize
 from .packing import PACKED_BITS, pack, packed_nbytes, unpack
 
 
@@ -39,6 +40,8 @@ class DeployedLayer(nn.Module):
         self.register_buffer("weight_scale", tensors.get("weight_scale"))
         self.register_buffer("weight_zero_point", tensors.get("weight_zero_point"))
         self.register_buffer("weight", tensors.get("weight"))  # floating-point weights only
+        self._act_qparams = None if self.act_bits is None else QParams(  # the calibrated grid, as simulated
+            torch.tensor(spec["act_scale"]), torch.tensor(float(spec["act_zero_point"])), spec["act_qmin"], spec["act_qmax"])
         self.int8 = spec.get("kernel") == "int8"
         self._packed_int8 = None  # oneDNN's pre-packed weight: the only copy of an int8 weight
         if self.int8:
@@ -81,15 +84,8 @@ class DeployedLayer(nn.Module):
 
     # --- forward ----------------------------------------------------------------------------
 
-    def _quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer codes of `x` on the calibrated per-tensor grid (as the simulated layer)."""
-        s = self.spec
-        return torch.clamp(torch.round(x / s["act_scale"]) + s["act_zero_point"], s["act_qmin"], s["act_qmax"])
-
     def _fake_quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        if self.act_bits is None:
-            return x
-        return ((self._quantize_input(x.float()) - self.spec["act_zero_point"]) * self.spec["act_scale"]).to(x.dtype)
+        return x if self.act_bits is None else fake_quantize(x, self._act_qparams)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bos_output is not None and x.dim() == 3 and x.shape[1] > 1:
@@ -138,7 +134,7 @@ class DeployedLinear(DeployedLayer):
     def _int8_forward(self, x):
         s = self.spec
         lead = x.shape[:-1]
-        qx = self._quantize_input(x.float().reshape(-1, x.shape[-1])).to(torch.uint8)
+        qx = quantize(x.reshape(-1, x.shape[-1]), self._act_qparams).to(torch.uint8)
         out = torch.ops.onednn.qlinear_pointwise(
             qx, s["act_scale"], s["act_zero_point"], self._packed_int8, self.weight_scale,
             _zero_points(self.weight_shape[0]), self.bias, 1.0, 0, torch.float32, "none", [], "",
@@ -165,7 +161,7 @@ class DeployedConv2d(DeployedLayer):
 
     def _int8_forward(self, x):
         s, c = self.spec, self._conv()
-        qx = self._quantize_input(x.float()).to(torch.uint8)
+        qx = quantize(x, self._act_qparams).to(torch.uint8)
         out = torch.ops.onednn.qconv2d_pointwise(
             qx, s["act_scale"], s["act_zero_point"], self._packed_int8, self.weight_scale,
             _zero_points(self.weight_shape[0]), self.bias, c["stride"], c["padding"], c["dilation"],
