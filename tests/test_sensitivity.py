@@ -121,3 +121,14 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_profile(tmp_path):
     a = json.loads(killed.read_text())
     b = json.loads((tmp_path / "whole.json").read_text())
     assert a["layers"] == b["layers"] and a["meta"]["probes"] == b["meta"]["probes"] > done_before
+
+
+def test_sweep_runs_on_sdxl_pipelines(tmp_path):
+    from tiny_models import tiny_sdxl
+
+    config = SweepConfig(prompts=tuple(PROMPTS), num_inference_steps=2, height=32, width=32,
+                         weight_bits=(2, 8), act_bits=(8,), layers=r"^(conv_in|add_embedding\.linear_1)$")
+    profile = sweep(tiny_sdxl(), config, tmp_path / "p.json", progress=False)
+    for name in ("conv_in", "add_embedding.linear_1"):
+        assert profile[name].weight["sqnr"][2] < profile[name].weight["sqnr"][8]
+        assert set(profile[name].activation) == {"ssim", "sqnr"}

@@ -122,6 +122,10 @@ def _zero_points(n: int) -> torch.Tensor:
 
 
 class DeployedLinear(DeployedLayer):
+    # what pipelines read off nn.Linear (SDXL checks add_embedding.linear_1.in_features)
+    in_features = property(lambda self: self.weight_shape[1])
+    out_features = property(lambda self: self.weight_shape[0])
+
     def _op(self, x, weight):
         return F.linear(x, weight, self.bias)
 
@@ -143,6 +147,14 @@ class DeployedLinear(DeployedLayer):
 
 
 class DeployedConv2d(DeployedLayer):
+    in_channels = property(lambda self: self.weight_shape[1] * self.spec["groups"])
+    out_channels = property(lambda self: self.weight_shape[0])
+    kernel_size = property(lambda self: tuple(self.weight_shape[2:]))
+    stride = property(lambda self: tuple(self.spec["stride"]))
+    padding = property(lambda self: tuple(self.spec["padding"]))
+    dilation = property(lambda self: tuple(self.spec["dilation"]))
+    groups = property(lambda self: self.spec["groups"])
+
     def _conv(self) -> dict:
         return {k: self.spec[k] for k in ("stride", "padding", "dilation", "groups")}
 
