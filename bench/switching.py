@@ -40,10 +40,9 @@ def main() -> None:
     linear = torch.nn.Linear(1280, 10240)
     layer = QuantLinear.from_float(linear, "mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj",
                                    mixdq.QuantConfig())
-    x = torch.randn(1, 1, 1280)
 
     def fresh():
-        layer._weight_cache.clear()
+        layer.clear_cache()
         layer.quantized_weight(4)
 
     def flip():

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..quantizers import QParams, fake_quantize, quantize
-from .packing import PACKED_BITS, pack, packed_nbytes, unpack
+from .packing import PACKED_BITS, unpack
 
 
 def int8_kernels_available() -> bool:
@@ -185,11 +185,4 @@ class DeployedConv2d(DeployedLayer):
 DEPLOYED_CLASSES = {"Linear": DeployedLinear, "Conv2d": DeployedConv2d}
 
 
-def packed_weight_bytes(numel: int, bits: int | None) -> int:
-    if bits is None:
-        return numel * 4
-    return numel if bits == 8 else packed_nbytes(numel, bits)
-
-
-__all__ = ["DEPLOYED_CLASSES", "DeployedConv2d", "DeployedLayer", "DeployedLinear",
-           "int8_kernels_available", "pack", "packed_weight_bytes"]
+__all__ = ["DEPLOYED_CLASSES", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "int8_kernels_available"]
