@@ -27,7 +27,7 @@ import pandas as pd
 
 from .allocation import Allocation, strip_prefix
 from .config import ACT_BITS, WEIGHT_BITS, Bits, _JsonConfig
-from .errors import ConfigError, UnknownLayerError
+from .errors import ConfigError
 from .memory import SCALE_BYTES, ZERO_POINT_BYTES
 from .profile import Kind, Metric, Profile
 from .solver import Frontier, Knapsack, solve_exact
@@ -72,9 +72,6 @@ class PlanConfig(_JsonConfig):
             unknown = set(cands) - set(GROUPS)
             if unknown:
                 raise ConfigError(f"{name} keys are content/quality, got {sorted(unknown)}")
-
-    def key(self) -> str:
-        return self.to_json()
 
 
 @dataclass(frozen=True)
@@ -175,7 +172,7 @@ class Planner:
             )
         return options, avail, damage
 
-    def _knapsack(self, kind: Kind, unit: str) -> tuple[Knapsack, list[Bits]]:
+    def _knapsack(self, kind: Kind, unit: str) -> Knapsack:
         options, avail, damage = self._options(kind)
         bits = np.array([FP_BITS if b is None else b for b in options], float)
         if kind == "weight" and unit == "bytes":
@@ -183,12 +180,12 @@ class Planner:
             cost = self.params[:, None] * bits[None, :] / 8 + self.overhead[:, None] * quantized[None, :]
         else:  # bit-weighted sizes: average bits = cost / total size
             cost = self._size(kind)[:, None] * bits[None, :]
-        return Knapsack(np.where(avail, cost, np.inf), damage), options
+        return Knapsack(np.where(avail, cost, np.inf), damage)
 
     def frontier(self, kind: Kind = "weight", unit: str = "bytes") -> Frontier:
         key = (kind, unit)
         if key not in self._frontiers:
-            self._frontiers[key] = Frontier(self._knapsack(kind, unit)[0])
+            self._frontiers[key] = Frontier(self._knapsack(kind, unit))
         return self._frontiers[key]
 
     # --- answers ---------------------------------------------------------------------------
@@ -358,4 +355,4 @@ def plan(profile: Profile, config: PlanConfig = PlanConfig(), **budget) -> Plan:
     return Planner(profile, config).plan(**budget)
 
 
-__all__ = ["FP_BITS", "Plan", "PlanConfig", "Planner", "plan", "UnknownLayerError"]
+__all__ = ["FP_BITS", "Plan", "PlanConfig", "Planner", "plan"]

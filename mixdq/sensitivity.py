@@ -204,7 +204,6 @@ def sweep(
     """
     started = time.perf_counter()
     out = Path(out)
-    unet = unet_of(pipe)
     prepare(pipe, config.quant)
     names = list(quant_layers(pipe))
     probes = config.probes(names)
@@ -251,9 +250,9 @@ def sweep(
             journal.close()
 
     vae_scale = getattr(pipe, "vae_scale_factor", 8)
-    inventory = build_inventory(
-        unet.config, latent_size=tuple(s // vae_scale for s in ref_images.shape[-2:]),
-        group_rule=GroupRule(config.content_pattern), text_tokens=_text_tokens(pipe), model=model_id,
+    inventory = build_inventory(  # the pipeline's own tokenizer length; sizes at the sweep's resolution
+        pipe, latent_size=tuple(s // vae_scale for s in ref_images.shape[-2:]),
+        group_rule=GroupRule(config.content_pattern), model=model_id,
     )
     by_layer: dict[str, list[dict]] = {}
     for record in done.values():
@@ -276,12 +275,6 @@ def sweep(
     profile.save(out)
     journal.path.unlink(missing_ok=True)
     return profile
-
-
-def _text_tokens(pipe) -> int:
-    tokenizer = getattr(pipe, "tokenizer", None)
-    length = getattr(tokenizer, "model_max_length", 77)
-    return length if isinstance(length, int) and 0 < length <= 4096 else 77
 
 
 def _layer_profile(info, records: list[dict]) -> LayerProfile:
