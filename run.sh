@@ -7,9 +7,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 VENV=.venv
-STAMP="$VENV/.requirements.sha256"
 
+# Installs the project into .venv, editable, with the extras a command needs ("studio" or
+# "test"); redone only when requirements.txt, pyproject.toml or the extras change.
 setup_python() {
+  local extras=$1
   if [ ! -x "$VENV/bin/python" ]; then
     # torch==2.13.0's CPU wheel is built for CPython 3.11.
     local py
@@ -17,12 +19,13 @@ setup_python() {
     echo "setup: creating $VENV with $py" >&2
     "$py" -m venv "$VENV"
   fi
-  local want
-  want=$(sha256sum requirements.txt | cut -d' ' -f1)
-  if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-    echo "setup: installing requirements.txt" >&2
+  local stamp="$VENV/.installed-$extras.sha256" want
+  want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing the project with [$extras] into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
-    echo "$want" > "$STAMP"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
+    echo "$want" > "$stamp"
   fi
 }
 
@@ -46,19 +49,19 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   studio)
-    setup_python
+    setup_python studio
     export GRADIO_ANALYTICS_ENABLED=False
     exec "$VENV/bin/python" app.py "$@"
     ;;
   test)
-    setup_python
+    setup_python test
     setup_system
     single_thread
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   mixdq)
-    setup_python
-    exec "$VENV/bin/python" -m mixdq "$@"
+    setup_python studio
+    exec "$VENV/bin/mixdq" "$@"
     ;;
   *)
     sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2

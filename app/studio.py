@@ -9,8 +9,8 @@ import gradio as gr
 import pandas as pd
 
 import mixdq
+from mixdq.bits import bits_choices, parse_bits
 
-BITS_CHOICES = ["fp", "8", "6", "5", "4", "3", "2"]
 EMBEDDED = "embedded"
 MODELS = [EMBEDDED, *mixdq.ARCHITECTURES]
 TABLE_COLUMNS = ["name", "kind", "group", "layer_type", "params", "act_elements", "macs"]
@@ -21,15 +21,11 @@ def _inventory(model: str) -> mixdq.Inventory:
     return mixdq.load_inventory(None if model == EMBEDDED else model)
 
 
-def _bits(value: str):
-    return None if value == "fp" else int(value)
-
-
 def inventory_view(model: str, weight_bits: str, act_bits: str) -> tuple[pd.DataFrame, str]:
     """The layer table and the memory of a uniform allocation."""
     try:
         inv = _inventory(model)
-        alloc = mixdq.Allocation.uniform(inv.names, _bits(weight_bits), _bits(act_bits))
+        alloc = mixdq.Allocation.uniform(inv.names, parse_bits(weight_bits), parse_bits(act_bits))
     except mixdq.MixDQError as e:
         raise gr.Error(str(e)) from None
     report = mixdq.memory_report(inv, alloc)
@@ -56,9 +52,8 @@ def build_demo() -> gr.Blocks:
         with gr.Tab("Layers"):
             with gr.Row():
                 model = gr.Dropdown(MODELS, value=EMBEDDED, label="Model")
-                wbits = gr.Dropdown(BITS_CHOICES, value="8",
-                                    label="Weight bits")
-                abits = gr.Dropdown(["fp", "8", "6", "4"], value="8", label="Activation bits")
+                wbits = gr.Dropdown(bits_choices("weight"), value="8", label="Weight bits")
+                abits = gr.Dropdown(bits_choices("activation"), value="8", label="Activation bits")
             summary = gr.Markdown()
             table = gr.Dataframe(interactive=False, max_height=480)
 

@@ -17,19 +17,15 @@ i, one CPU thread; scores against the float model's images of the same captions 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import mixdq  # noqa: E402
-from mixdq.generation import generate_images  # noqa: E402
-from mixdq.models import ASSETS, EMBEDDED_CLASSIFIER_DIR, EMBEDDED_DEFAULTS  # noqa: E402
-from mixdq.planner import PlanConfig, Planner  # noqa: E402
-from mixdq.shapes import dataset  # noqa: E402
-from mixdq.shapes.classifier import SCORE_HEADER, AttributeClassifier, format_scores, scores_against  # noqa: E402
+import mixdq
+from mixdq import PlanConfig, Planner, plan_mixdq
+from mixdq.generation import generate_images
+from mixdq.models import ASSETS, EMBEDDED_CLASSIFIER_DIR
+from mixdq.shapes import dataset
+from mixdq.shapes.classifier import SCORE_HEADER, AttributeClassifier, format_scores, scores_against
 
 PROFILE = ASSETS / "profiles" / "embedded.json"
 
@@ -60,7 +56,7 @@ def main() -> None:
     profile = mixdq.Profile.load(PROFILE)
     captions = dataset.evaluation_captions(args.captions)
     inventory = mixdq.build_inventory(pipe.unet)
-    ref = generate_images(pipe, captions, **EMBEDDED_DEFAULTS.as_kwargs())
+    ref = generate_images(pipe, captions, **mixdq.generation_defaults().as_kwargs())
     mixdq.prepare(pipe)
 
     planners = {
@@ -83,11 +79,11 @@ def main() -> None:
             print(f"{bits:8.2f} MixDQ mode   cannot go this low: its candidates (content 2, quality 4 at least) "
                   "average more bits on this model")
         else:
-            rows.append((f"MixDQ K={k:.2f}", planners["decoupled"].plan_mixdq(budget_mb=budget_mb, k=k).allocation))
+            rows.append((f"MixDQ K={k:.2f}", plan_mixdq(planners["decoupled"], budget_mb=budget_mb, k=k).allocation))
         for name, allocation in rows:
             report = mixdq.memory_report(inventory, allocation)
             mixdq.apply_allocation(pipe, allocation)
-            images = generate_images(pipe, captions, **EMBEDDED_DEFAULTS.as_kwargs())
+            images = generate_images(pipe, captions, **mixdq.generation_defaults().as_kwargs())
             scores = scores_against(clf, ref, images, captions)
             print(f"{bits:8.2f} {name:<12} {report.weight_mb:9.3f} {report.avg_weight_bits:5.2f} {format_scores(scores)}")
         print()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,13 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import mixdq  # noqa: E402
-from mixdq.models import ASSETS, EMBEDDED_DEFAULTS  # noqa: E402
-from mixdq.planner import PlanConfig, Planner  # noqa: E402
-from mixdq.sensitivity import SweepConfig, sweep  # noqa: E402
-from mixdq.shapes import dataset  # noqa: E402
+import mixdq
+from mixdq import PlanConfig, Planner
+from mixdq.models import ASSETS
+from mixdq.sensitivity import SweepConfig, sweep
 
 
 def timed(fn):
@@ -66,7 +62,8 @@ def solver_speed(budgets: int) -> None:
 
 
 def sweep_time() -> None:
-    config = SweepConfig(prompts=dataset.calibration_captions(32), **EMBEDDED_DEFAULTS.as_kwargs())
+    defaults = mixdq.generation_defaults()
+    config = SweepConfig(prompts=defaults.prompts, **defaults.as_kwargs())
     pipe = mixdq.load_pipeline()
     with tempfile.TemporaryDirectory() as tmp:
         profile, wall = timed(lambda: sweep(pipe, config, Path(tmp) / "embedded.json", model_id="embedded"))

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import mixdq
+from mixdq.deploy import deploy, deployed_layers, report
 
-import mixdq  # noqa: E402
-from mixdq.deploy import deploy, deployed_layers, report  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SETTINGS = ("fp32", "w8a8", "w4a8", "mixed")
 
@@ -42,20 +41,21 @@ def sd_turbo_mixed(names: list[str]) -> mixdq.Allocation:
 
 
 def embedded(setting: str) -> dict:
-    from mixdq.models import ASSETS, EMBEDDED_DEFAULTS
+    from mixdq.models import ASSETS
     from mixdq.shapes import dataset
 
     pipe = mixdq.load_pipeline()
     pipe.set_progress_bar_config(disable=True)
+    defaults = mixdq.generation_defaults()
     inventory = mixdq.build_inventory(pipe.unet)
     allocation = _allocation(setting, inventory.names, lambda: mixdq.Planner(
         mixdq.Profile.load(ASSETS / "profiles" / "embedded.json")).plan(avg_bits=4.0).allocation)
     if allocation is not None:
-        calibration = mixdq.CalibrationConfig(prompts=dataset.calibration_captions(32), num_inference_steps=4, batch_size=32)
+        calibration = defaults.calibration(batch_size=32)
         mixdq.quantize_(pipe, allocation, calibration=calibration)
         deploy(pipe)
     caption = dataset.evaluation_captions(1)[0]
-    call = lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **EMBEDDED_DEFAULTS.as_kwargs())  # noqa: E731
+    call = lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **defaults.as_kwargs())  # noqa: E731
     return _report(pipe, call, inventory, allocation, repeats=10)
 
 

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import mixdq  # noqa: E402
-from mixdq.generation import generate_images  # noqa: E402
-from mixdq.models import EMBEDDED_CLASSIFIER_DIR, EMBEDDED_DEFAULTS  # noqa: E402
-from mixdq.shapes import dataset  # noqa: E402
-from mixdq.shapes.classifier import (  # noqa: E402
+import mixdq
+from mixdq.generation import generate_images
+from mixdq.models import EMBEDDED_CLASSIFIER_DIR
+from mixdq.shapes import dataset
+from mixdq.shapes.classifier import (
     SCORE_HEADER,
     AttributeClassifier,
     alignment,
@@ -33,9 +29,10 @@ from mixdq.shapes.classifier import (  # noqa: E402
     scores_against,
 )
 
+DEFAULTS = mixdq.generation_defaults()  # the embedded model: 4 steps, 64 px, 32 captions
 
-def generate(pipe, captions, steps=EMBEDDED_DEFAULTS.num_inference_steps) -> torch.Tensor:
-    return generate_images(pipe, captions, **(EMBEDDED_DEFAULTS.as_kwargs() | {"num_inference_steps": steps}))
+def generate(pipe, captions, steps=DEFAULTS.num_inference_steps) -> torch.Tensor:
+    return generate_images(pipe, captions, **(DEFAULTS.as_kwargs() | {"num_inference_steps": steps}))
 
 
 def main() -> None:
@@ -61,21 +58,18 @@ def main() -> None:
         fp[steps] = generate(pipe, captions, steps)
         print(f"float, {steps} step(s): alignment {alignment(clf, fp[steps], captions).mean():.3f} "
               f"on {len(captions)} held-out captions")
-    ref = fp[EMBEDDED_DEFAULTS.num_inference_steps]
+    ref = fp[DEFAULTS.num_inference_steps]
 
     times = []
     for i in range(10):
         t = time.perf_counter()
-        pipe(captions[i], generator=torch.Generator().manual_seed(i), **EMBEDDED_DEFAULTS.as_kwargs())
+        pipe(captions[i], generator=torch.Generator().manual_seed(i), **DEFAULTS.as_kwargs())
         times.append(time.perf_counter() - t)
-    print(f"one 64x64 image, {EMBEDDED_DEFAULTS.num_inference_steps} steps, 1 thread: "
+    print(f"one 64x64 image, {DEFAULTS.num_inference_steps} steps, 1 thread: "
           f"median {statistics.median(times) * 1e3:.0f} ms (bar: 300 ms)")
 
     inv = mixdq.build_inventory(pipe.unet)
-    calibration = mixdq.CalibrationConfig(
-        prompts=dataset.calibration_captions(32),
-        num_inference_steps=EMBEDDED_DEFAULTS.num_inference_steps, batch_size=32,
-    )
+    calibration = DEFAULTS.calibration(batch_size=32)
     mixdq.prepare(pipe)
     mixdq.calibrate(pipe, calibration)
     print(f"\n{'setting':<22} {SCORE_HEADER}")

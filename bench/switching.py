@@ -1,26 +1,23 @@
 """How cheap is switching bit-widths? Prints measured ratios, all from this one run.
 
-    .venv/bin/python bench/switching.py      (after ./run.sh test has set up .venv)
+    .venv/bin/python bench/switching.py      (after ./run.sh test has installed the project)
 
 1. Flip one SDXL-sized layer (ff.net.0.proj, 1280 -> 10240) to a bit-width seen before (cache
    hit) vs quantizing its weight afresh.
 2. Apply a whole allocation to the full-size 794-layer SDXL-Turbo UNet (meta device, no weights).
-3. A tiny SD pipeline call: simulated W8A8 vs floating point.
+3. The embedded model's pipeline call (4 prompts, its own steps and size): simulated W8A8 vs
+   floating point.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-import mixdq  # noqa: E402
-from mixdq.layers import QuantLinear  # noqa: E402
+import mixdq
+from mixdq.inventory import meta_unet
+from mixdq.layers import QuantLinear, quant_layers
 
 
 def best_of(fn, repeat=5, number=1) -> float:
@@ -56,27 +53,27 @@ def main() -> None:
     print(f"[1] flip one 13.1 M-param layer: cached {flip_s * 1e6:.1f} us, "
           f"fresh quantization {fresh_s * 1e3:.1f} ms  -> {fresh_s / flip_s:,.0f}x cheaper")
 
-    unet = mixdq.inventory.meta_unet(mixdq.load_unet_config("sdxl-turbo"))
+    unet = meta_unet(mixdq.load_unet_config("sdxl-turbo"))
     mixdq.prepare(unet)
-    names = list(mixdq.quant_layers(unet))
+    names = list(quant_layers(unet))
     a8, a4 = (mixdq.Allocation.uniform(names, b, None) for b in (8, 4))
     toggle = iter([a8, a4] * 10_000)
     apply_s = best_of(lambda: mixdq.apply_allocation(unet, next(toggle)), number=20)
     print(f"[2] apply a {len(names)}-layer allocation (SDXL-Turbo UNet): {apply_s * 1e3:.2f} ms "
           f"-> {1 / apply_s:,.0f} allocations per second")
 
-    from conftest import CALIBRATION, generate
-    from tiny_models import tiny_sd
-
-    pipe = tiny_sd()
-    fp_s = best_of(lambda: generate(pipe))
+    pipe = mixdq.load_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    defaults = mixdq.generation_defaults()
+    prompts = list(defaults.prompts[:4])
+    generate = lambda: mixdq.generate_images(pipe, prompts, **defaults.as_kwargs())
+    fp_s = best_of(generate)
     inv = mixdq.build_inventory(pipe.unet)
-    mixdq.quantize_(pipe, mixdq.Allocation.uniform(inv.names, 8, 8), calibration=CALIBRATION)
-    generate(pipe)  # fill the weight cache
-    q_s = best_of(lambda: generate(pipe))
-    print(f"[3] tiny SD pipeline, 4 prompts x 2 steps: FP {fp_s * 1e3:.1f} ms, "
+    mixdq.quantize_(pipe, mixdq.Allocation.uniform(inv.names, 8, 8), calibration=defaults.calibration())
+    generate()  # fill the weight cache
+    q_s = best_of(generate)
+    print(f"[3] embedded model, {len(prompts)} prompts x {defaults.num_inference_steps} steps: FP {fp_s * 1e3:.1f} ms, "
           f"simulated W8A8 {q_s * 1e3:.1f} ms -> {q_s / fp_s:.2f}x")
-
 
 if __name__ == "__main__":
     main()

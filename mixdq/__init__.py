@@ -2,29 +2,29 @@
 
     import mixdq
     pipe = mixdq.load_pipeline("stabilityai/sd-turbo")          # or a folder, or None: embedded
-    inv = mixdq.build_inventory(pipe.unet)
+    inv = mixdq.load_inventory("stabilityai/sd-turbo")
     alloc = mixdq.Allocation.uniform(inv.names, weight=8, act=8)
-    mixdq.quantize_(pipe, alloc, calibration=mixdq.CalibrationConfig(prompts=["a cat"]))
-    image = pipe("a cat", num_inference_steps=1, guidance_scale=0.0).images[0]
+    defaults = mixdq.generation_defaults("stabilityai/sd-turbo")
+    mixdq.quantize_(pipe, alloc, calibration=defaults.calibration())   # in place
+    image = pipe("a cat", **defaults.as_kwargs()).images[0]
     mixdq.restore(pipe)                                         # exact float model again
 
     profile = mixdq.Profile.load("assets/profiles/sdxl-turbo-mixdq.json")  # or mixdq.sweep(...)
     plan = mixdq.Planner(profile).plan(avg_bits=5)              # live; exact=True for PuLP/CBC
     plan.allocation, plan.weight_mb, plan.damage
+
+Deployment (packed weights, int8 kernels, save/load) is `mixdq.deploy`.
 """
 
+from . import deploy, logs
 from .allocation import Allocation
+from .bits import ACT_BITS, WEIGHT_BITS, Bits
 from .calibration import calibrate, calibrating
-from .config import (
-    ACT_BITS,
-    WEIGHT_BITS,
-    ActQuantConfig,
-    CalibrationConfig,
-    QuantConfig,
-    WeightQuantConfig,
-)
+from .config import ActQuantConfig, CalibrationConfig, PlanConfig, QuantConfig, WeightQuantConfig
 from .errors import (
     ConfigError,
+    DeployedModelError,
+    InfeasibleBudgetError,
     MixDQError,
     ModelNotFoundError,
     NotCalibratedError,
@@ -32,17 +32,22 @@ from .errors import (
     UnsupportedBitsError,
     UnsupportedModelError,
 )
-from .inventory import MIXDQ_RULE, GroupRule, Inventory, LayerInfo, build_inventory
-from .layers import quant_layers, unet_of
-from .memory import MemoryReport, memory_report
-from .metrics import sqnr_db
 from .generation import generate_images
 from .importers import import_mixdq
-from .planner import Plan, PlanConfig, Planner, plan
+from .inventory import GroupRule, Inventory, LayerInfo, build_inventory
+from .memory import MemoryReport, memory_report
+from .mixdq_mode import plan_mixdq
+from .models import (
+    ARCHITECTURES,
+    GenerationDefaults,
+    generation_defaults,
+    load_inventory,
+    load_pipeline,
+    load_unet_config,
+)
+from .planner import Plan, Planner
 from .profile import LayerProfile, Profile
-from .sensitivity import SweepConfig, sweep
-from .solver import Frontier, InfeasibleBudgetError, Knapsack, solve_exact
-from .models import ARCHITECTURES, load_inventory, load_pipeline, load_unet_config, text_tokens
+from .prompts import PromptCheck, PromptWarning, check_prompt, known_words
 from .quantize import (
     apply_allocation,
     current_allocation,
@@ -53,16 +58,26 @@ from .quantize import (
     set_bos_aware,
     set_layer_bits,
 )
+from .sensitivity import SweepConfig, sweep
+
+logs.silence_import_noise()
 
 __all__ = [
-    "ACT_BITS", "ARCHITECTURES", "MIXDQ_RULE", "WEIGHT_BITS",
-    "ActQuantConfig", "Allocation", "CalibrationConfig", "ConfigError", "GroupRule", "Inventory",
-    "LayerInfo", "MemoryReport", "MixDQError", "ModelNotFoundError", "NotCalibratedError",
-    "QuantConfig", "UnknownLayerError", "UnsupportedBitsError", "UnsupportedModelError",
-    "WeightQuantConfig", "Frontier", "InfeasibleBudgetError", "Knapsack", "LayerProfile", "Plan",
-    "PlanConfig", "Planner", "Profile", "SweepConfig",
-    "apply_allocation", "build_inventory", "calibrate", "calibrating", "current_allocation",
-    "generate_images", "import_mixdq", "is_calibrated", "plan", "solve_exact", "sweep", "load_inventory", "load_pipeline", "load_unet_config",
-    "memory_report", "prepare", "quant_layers", "quantize_", "restore", "set_bos_aware",
-    "set_layer_bits", "sqnr_db", "text_tokens", "unet_of",
+    # models: where pipelines, layers and sampling settings come from
+    "ARCHITECTURES", "GenerationDefaults", "GroupRule", "Inventory", "LayerInfo", "build_inventory",
+    "generation_defaults", "load_inventory", "load_pipeline", "load_unet_config",
+    "PromptCheck", "PromptWarning", "check_prompt", "known_words",
+    # configs and allocations: data
+    "ACT_BITS", "WEIGHT_BITS", "ActQuantConfig", "Allocation", "Bits", "CalibrationConfig",
+    "PlanConfig", "QuantConfig", "SweepConfig", "WeightQuantConfig",
+    # the verbs (they change the pipeline's UNet in place)
+    "apply_allocation", "calibrate", "calibrating", "current_allocation", "is_calibrated", "prepare", "quantize_",
+    "restore", "set_bos_aware", "set_layer_bits", "generate_images",
+    # sensitivity, profiles, allocation
+    "LayerProfile", "Plan", "Planner", "Profile", "import_mixdq", "plan_mixdq", "sweep",
+    # memory and deployment
+    "MemoryReport", "memory_report", "deploy",
+    # errors
+    "ConfigError", "DeployedModelError", "InfeasibleBudgetError", "MixDQError", "ModelNotFoundError",
+    "NotCalibratedError", "UnknownLayerError", "UnsupportedBitsError", "UnsupportedModelError",
 ]  # fmt: skip

@@ -16,34 +16,28 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import EllipsisType
-from typing import Literal
 
 import yaml
 
-from .config import Bits, check_bits
+from .bits import Bits, Kind, check_bits, format_bits
 from .errors import ConfigError, UnknownLayerError
-from .serialization import atomic_write_text
-
-Kind = Literal["weight", "activation"]
-_PREFIX = "model."
+from .inventory import MIXDQ_PREFIX, strip_prefix
+from .serialization import FrozenMap, atomic_write_text
 
 
-def strip_prefix(name: str) -> str:
-    return name[len(_PREFIX):] if name.startswith(_PREFIX) else name
-
-
-def _bits_map(kind: Kind, bits: Mapping[str, object]) -> dict[str, Bits]:
+def _bits_map(kind: Kind, bits: Mapping[str, object]) -> FrozenMap[str, int]:
     out = {}
     for name, b in bits.items():
         b = check_bits(kind, b, layer=name)
         if b is not None:  # floating point is the default: keep the maps minimal
             out[strip_prefix(name)] = b
-    return dict(sorted(out.items()))
+    return FrozenMap(dict(sorted(out.items())))
 
 
 @dataclass(frozen=True)
 class Allocation:
-    """Weight and activation bits per layer name; absent or None means floating point."""
+    """Weight and activation bits per layer name; absent or None means floating point.
+    Immutable and hashable (a cache key); `with_layer` makes a changed copy."""
 
     weights: Mapping[str, int] = field(default_factory=dict)
     acts: Mapping[str, int] = field(default_factory=dict)
@@ -89,9 +83,9 @@ class Allocation:
         if names is None:
             return {"weights": dict(self.weights), "activations": dict(self.acts)}
         names = list(names)
-        fp = lambda b: "fp" if b is None else b  # noqa: E731
-        return {"weights": {n: fp(self.weight_bits(n)) for n in names},
-                "activations": {n: fp(self.act_bits(n)) for n in names}}
+        as_json = lambda b: format_bits(b) if b is None else b  # noqa: E731
+        return {"weights": {n: as_json(self.weight_bits(n)) for n in names},
+                "activations": {n: as_json(self.act_bits(n)) for n in names}}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Allocation:
@@ -127,7 +121,7 @@ class Allocation:
 
     def to_mixdq_yaml(self, kind: Kind = "weight", prefix: bool = True) -> str:
         bits = self.weights if kind == "weight" else self.acts
-        lines = [f"{_PREFIX if prefix else ''}{name}: {b}" for name, b in bits.items()]
+        lines = [f"{MIXDQ_PREFIX if prefix else ''}{name}: {b}" for name, b in bits.items()]
         return "\n".join(lines) + ("\n" if lines else "")
 
     @classmethod

@@ -10,14 +10,15 @@ from tqdm.auto import tqdm
 
 from .config import CalibrationConfig
 from .generation import quiet_progress
-from .layers import require_layers
+from .layers import Model, require_layers
+from .logs import quiet_prompt_noise
 
 
 @contextmanager
-def calibrating(model) -> Iterator[None]:
+def calibrating(model: Model) -> Iterator[None]:
     """Within this block every forward pass of the UNet runs in floating point and records the
     input range of each layer. Ranges start afresh; they are averaged over calls."""
-    layers = require_layers(model).values()
+    layers = require_layers(model, "calibrate").values()
     for layer in layers:
         layer.observer.reset()
         if layer.observer_no_bos is not None:
@@ -34,7 +35,7 @@ def calibrate(pipe, calibration: CalibrationConfig = CalibrationConfig(), progre
     """Run `pipe` on the calibration prompts, over every timestep its sampler uses."""
     prompts = list(calibration.prompts)
     batches = [prompts[i : i + calibration.batch_size] for i in range(0, len(prompts), calibration.batch_size)]
-    with quiet_progress(pipe), calibrating(pipe), torch.no_grad():  # one bar over batches
+    with quiet_progress(pipe), quiet_prompt_noise(pipe), calibrating(pipe), torch.no_grad():  # one bar over batches
         for i, batch in enumerate(tqdm(batches, desc="calibrating", disable=not progress)):
             pipe(
                 prompt=batch,

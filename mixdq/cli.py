@@ -5,31 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from .allocation import Allocation
-from .config import (
-    ACT_BITS,
-    DEFAULT_CALIBRATION_PROMPTS,
-    WEIGHT_BITS,
-    CalibrationConfig,
-    QuantConfig,
-    WeightQuantConfig,
-)
+from .bits import ACT_BITS, FP, WEIGHT_BITS, bits_choices, format_bits, parse_bits
+from .config import PlanConfig, QuantConfig, WeightQuantConfig
 from .errors import ConfigError, MixDQError
 from .memory import memory_report
-from .models import ARCHITECTURES, load_inventory
+from .models import ARCHITECTURES, generation_defaults, load_inventory
 
 MODEL_HELP = (
     f"{', '.join(ARCHITECTURES)} (full-size architecture from its shipped config, no weights), "
     "a Hugging Face hub id, or a local diffusers folder; default: the embedded model"
 )
+PIPELINE_HELP = "a Hugging Face hub id or a local diffusers folder; default: the embedded model"
 
 
-def _bits(value: str):
-    return None if value == "fp" else int(value)
+def _weight_config(args) -> WeightQuantConfig:
+    return WeightQuantConfig(symmetric=not args.asymmetric)
 
 
 def _inventory_for(args):
@@ -58,8 +54,8 @@ def cmd_memory(args) -> int:
     if args.allocation:
         allocation = Allocation.load(args.allocation)
     else:
-        allocation = Allocation.uniform(inv.names, _bits(args.weight_bits), _bits(args.act_bits))
-    report = memory_report(inv, allocation, WeightQuantConfig(symmetric=not args.asymmetric))
+        allocation = Allocation.uniform(inv.names, parse_bits(args.weight_bits), parse_bits(args.act_bits))
+    report = memory_report(inv, allocation, _weight_config(args))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0
 
@@ -71,42 +67,52 @@ def _int_list(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 2,4,8, got {value!r}") from None
 
 
-def _sweep_prompts(args) -> tuple[str, ...]:
+def _prompts(args) -> tuple[str, ...]:
+    """--prompts FILE, else the model's default prompts; the first --num-prompts of them."""
     if args.prompts:
         path = Path(args.prompts)
         if not path.is_file():
             raise ConfigError(f"no prompts file {path}; give a text file with one prompt per line")
         prompts = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    elif args.model is None:
-        from .shapes.dataset import calibration_captions
-
-        prompts = calibration_captions(32)
     else:
-        prompts = DEFAULT_CALIBRATION_PROMPTS
+        prompts = generation_defaults(args.model).prompts
     return prompts[: args.num_prompts] if args.num_prompts else prompts
+
+
+def _sampling(args):
+    """The model's generation defaults, with what the command line overrides."""
+    d = generation_defaults(args.model)
+    return replace(
+        d,
+        prompts=_prompts(args),
+        num_inference_steps=args.steps or d.num_inference_steps,
+        guidance_scale=d.guidance_scale if getattr(args, "guidance", None) is None else args.guidance,
+        height=getattr(args, "resolution", None) or d.height,
+        width=getattr(args, "resolution", None) or d.width,
+    )
 
 
 def cmd_sensitivity(args) -> int:
     import torch
 
-    from .models import EMBEDDED_DEFAULTS, load_pipeline
+    from .models import load_pipeline
     from .sensitivity import SweepConfig, sweep
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    defaults = EMBEDDED_DEFAULTS if args.model is None else None
+    sampling = _sampling(args)
     config = SweepConfig(
-        prompts=_sweep_prompts(args),
+        prompts=sampling.prompts,
         first_seed=args.seed,
-        num_inference_steps=args.steps or (defaults.num_inference_steps if defaults else 1),
-        guidance_scale=args.guidance if args.guidance is not None else 0.0,
-        height=args.resolution or (defaults.height if defaults else None),
-        width=args.resolution or (defaults.width if defaults else None),
+        num_inference_steps=sampling.num_inference_steps,
+        guidance_scale=sampling.guidance_scale,
+        height=sampling.height,
+        width=sampling.width,
         batch_size=args.batch_size,
         weight_bits=args.weight_bits,
         act_bits=args.act_bits,
         layers=args.layers,
-        quant=QuantConfig(weight=WeightQuantConfig(symmetric=not args.asymmetric)),
+        quant=QuantConfig(weight=_weight_config(args)),
     )
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     pipe = load_pipeline(args.model, dtype=dtype).to(args.device)
@@ -128,13 +134,13 @@ def cmd_import_mixdq(args) -> int:
     return 0
 
 
-def _locks(pairs: list[str]) -> dict:
+def _locks(pairs: list[str], kind) -> dict:
     locks = {}
     for pair in pairs or []:
         name, sep, bits = pair.rpartition("=")
         if not sep or not name:
             raise ConfigError(f"--lock takes LAYER=BITS (BITS an integer or fp), got {pair!r}")
-        locks[name] = "fp" if bits == "fp" else int(bits) if bits.isdigit() else bits
+        locks[name] = FP if bits == FP else parse_bits(bits, kind)
     return locks
 
 
@@ -149,7 +155,8 @@ def _candidates(values: list[str]) -> dict:
 
 
 def cmd_allocate(args) -> int:
-    from .planner import PlanConfig, Planner
+    from .mixdq_mode import plan_mixdq
+    from .planner import Planner
     from .profile import Profile
 
     profile = Profile.load(args.profile)
@@ -159,14 +166,14 @@ def cmd_allocate(args) -> int:
         weight_candidates=_candidates(args.candidates),
         act_candidates=_candidates(args.act_candidates),
         allow_fp=args.allow_fp,
-        weight_locks=_locks(args.lock),
-        act_locks=_locks(args.act_lock),
-        symmetric=not args.asymmetric,
+        weight_locks=_locks(args.lock, "weight"),
+        act_locks=_locks(args.act_lock, "activation"),
+        weight=_weight_config(args),
     )
     planner = Planner(profile, config)
     budget = dict(budget_mb=args.budget_mb, avg_bits=args.avg_bits)
     if args.mode == "mixdq":
-        result = planner.plan_mixdq(**budget, k=args.k, act_avg_bits=args.act_avg_bits, act_k=args.act_k)
+        result = plan_mixdq(planner, **budget, k=args.k, act_avg_bits=args.act_avg_bits, act_k=args.act_k)
     else:
         result = planner.plan(**budget, act_avg_bits=args.act_avg_bits, exact=args.exact)
     if args.output:
@@ -177,34 +184,27 @@ def cmd_allocate(args) -> int:
             out.pop("activations", None)
         print(json.dumps(out, indent=2))
     else:
-        counts = pd.Series([("fp" if b is None else b) for b in
+        counts = pd.Series([format_bits(b) for b in
                             (result.allocation.weight_bits(n) for n in profile.names)]).value_counts()
         print(f"{args.mode} allocation, {'exact ILP' if result.exact else 'live frontier'} "
               f"({result.solve_ms:.1f} ms): {result.weight_mb:,.1f} MB weights, "
               f"avg {result.avg_bits:.3f} bits, damage {result.damage:.5f}")
-        print("weight bits: " + ", ".join(f"{b}: {n} layers" for b, n in counts.sort_index(key=lambda i: i.map(str)).items()))
+        print("weight bits: " + ", ".join(f"{b}: {n} layers" for b, n in counts.sort_index().items()))
         if result.act_avg_bits is not None:
             print(f"activations: avg {result.act_avg_bits:.3f} bits")
     return 0
 
 
 def cmd_deploy(args) -> int:
-    from .calibration import calibrate
     from .deploy import deploy, deployed_layers, module_bytes, save_deployed
-    from .models import EMBEDDED_DEFAULTS, load_pipeline
-    from .quantize import apply_allocation, prepare
+    from .models import load_pipeline
+    from .quantize import quantize_
 
     allocation = Allocation.load(args.allocation)
     pipe = load_pipeline(args.model)
-    defaults = EMBEDDED_DEFAULTS if args.model is None else None
     float_bytes = module_bytes(pipe)
-    prepare(pipe, QuantConfig(weight=WeightQuantConfig(symmetric=not args.asymmetric)))
-    if allocation.acts:
-        calibrate(pipe, CalibrationConfig(
-            prompts=_sweep_prompts(args), num_inference_steps=args.steps or (defaults.num_inference_steps if defaults else 1),
-            height=defaults.height if defaults else None, width=defaults.width if defaults else None,
-        ))
-    apply_allocation(pipe, allocation)
+    calibration = _sampling(args).calibration() if allocation.acts else None
+    quantize_(pipe, allocation, QuantConfig(weight=_weight_config(args)), calibration=calibration)
     deploy(pipe)
     save_deployed(pipe, args.output, base_model=args.model)
     int8 = sum(m.int8 for m in deployed_layers(pipe).values())
@@ -213,50 +213,68 @@ def cmd_deploy(args) -> int:
     return 0
 
 
+def _parents() -> dict[str, argparse.ArgumentParser]:
+    """Arguments several commands share, each declared once."""
+
+    def parent() -> argparse.ArgumentParser:
+        return argparse.ArgumentParser(add_help=False)
+
+    shape = parent()  # a model whose layers are inventoried from configs (architectures allowed)
+    shape.add_argument("model", nargs="?", default=None, metavar="MODEL", help=MODEL_HELP)
+    shape.add_argument("--latent-size", type=int, default=None,
+                       help="latent height/width (default: the UNet's sample_size)")
+    shape.add_argument("--json", action="store_true", help="print JSON")
+
+    pipeline = parent()  # a model that is loaded with its weights
+    pipeline.add_argument("model", nargs="?", default=None, metavar="MODEL", help=PIPELINE_HELP)
+
+    prompts = parent()
+    prompts.add_argument("--prompts", metavar="FILE", help="text file, one prompt per line (default: "
+                         "32 data-set captions for the embedded model, 8 everyday prompts otherwise)")
+    prompts.add_argument("--num-prompts", type=int, metavar="N", help="use only the first N prompts")
+    prompts.add_argument("--steps", type=int, help="sampling steps (default: the model's, e.g. 4 for "
+                         "the embedded model, 1 for SDXL-Turbo)")
+
+    asymmetric = parent()
+    asymmetric.add_argument("--asymmetric", action="store_true",
+                            help="asymmetric weights: a zero-point per channel (no int8 kernels)")
+    return dict(shape=shape, pipeline=pipeline, prompts=prompts, asymmetric=asymmetric)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mixdq",
+        prog="mixdq",
         description="MixDQ engine: mixed-precision quantization of few-step diffusion UNets.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    share = _parents()
 
-    def with_model(p):
-        p.add_argument("model", nargs="?", default=None, metavar="MODEL", help=MODEL_HELP)
-        p.add_argument("--latent-size", type=int, default=None,
-                       help="latent height/width (default: the UNet's sample_size)")
-        p.add_argument("--json", action="store_true", help="print JSON")
+    def command(name: str, func, help: str, parents=(), **kw) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, parents=[share[x] for x in parents], **kw)
+        p.set_defaults(func=func)
         return p
 
-    p = with_model(sub.add_parser("inventory", help="list every quantizable layer of a UNet"))
-    p.set_defaults(func=cmd_inventory)
+    command("inventory", cmd_inventory, "list every quantizable layer of a UNet", ["shape"])
 
-    p = with_model(sub.add_parser("memory", help="weight and activation memory of an allocation"))
-    bits = "|".join(map(str, WEIGHT_BITS))
-    p.add_argument("--weight-bits", default="8", choices=[*map(str, WEIGHT_BITS), "fp"],
-                   help=f"uniform weight bits ({bits}|fp; default 8)")
-    p.add_argument("--act-bits", default="8", choices=[*map(str, ACT_BITS), "fp"],
-                   help="uniform activation bits (4|6|8|fp; default 8)")
+    p = command("memory", cmd_memory, "weight and activation memory of an allocation", ["shape", "asymmetric"])
+    p.add_argument("--weight-bits", default="8", choices=bits_choices("weight"),
+                   help="uniform weight bits (default 8)")
+    p.add_argument("--act-bits", default="8", choices=bits_choices("activation"),
+                   help="uniform activation bits (default 8)")
     p.add_argument("--allocation", metavar="FILE",
                    help="an allocation JSON file, or a MixDQ weight-bits YAML file")
-    p.add_argument("--asymmetric", action="store_true", help="count a zero-point per channel")
-    p.set_defaults(func=cmd_memory)
 
-    p = sub.add_parser(
-        "sensitivity",
-        help="measure every layer at every bit-width (SSIM and SQNR) and write a profile",
+    p = command(
+        "sensitivity", cmd_sensitivity,
+        "measure every layer at every bit-width (SSIM and SQNR) and write a profile",
+        ["pipeline", "prompts", "asymmetric"],
         description="Quantize one layer at a time and compare with the floating-point run. "
         "Interrupted runs resume from PROFILE.partial.jsonl when started again with the same "
         "arguments.",
     )
-    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                   help="a Hugging Face hub id or a local diffusers folder; default: the embedded model")
     p.add_argument("-o", "--output", required=True, metavar="PROFILE", help="profile JSON to write")
-    p.add_argument("--prompts", metavar="FILE", help="text file, one prompt per line (default: "
-                   "32 data-set captions for the embedded model, 8 everyday prompts otherwise)")
-    p.add_argument("--num-prompts", type=int, metavar="N", help="use only the first N prompts")
     p.add_argument("--seed", type=int, default=0, help="prompt i uses seed SEED+i (default 0)")
-    p.add_argument("--steps", type=int, help="sampling steps (default: 4 embedded, 1 otherwise)")
-    p.add_argument("--guidance", type=float, help="guidance scale (default 0)")
+    p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     p.add_argument("--resolution", type=int, help="image height and width in pixels")
     p.add_argument("--batch-size", type=int, default=32, help="prompts per pipeline call (default 32)")
     p.add_argument("--weight-bits", type=_int_list, default=WEIGHT_BITS, metavar="B,B,...",
@@ -264,14 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--act-bits", type=_int_list, default=ACT_BITS, metavar="B,B,...",
                    help=f"activation bit-widths to probe (default {','.join(map(str, ACT_BITS))}; empty: none)")
     p.add_argument("--layers", metavar="REGEX", help="probe only layers whose name matches")
-    p.add_argument("--asymmetric", action="store_true", help="asymmetric weight quantization")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--restart", action="store_true", help="discard a partial run instead of resuming")
-    p.set_defaults(func=cmd_sensitivity)
 
-    p = sub.add_parser("import-mixdq", help="make a profile from MixDQ's sensitivity YAML files")
+    p = command("import-mixdq", cmd_import_mixdq, "make a profile from MixDQ's sensitivity YAML files")
     p.add_argument("folder", metavar="DIR", help="folder with weight_sqnr.yaml, act_ssim.yaml, "
                    "weight_ratio.yaml, ... (names need weight|act and sqnr|ssim|ratio)")
     p.add_argument("-o", "--output", required=True, metavar="PROFILE", help="profile JSON to write")
@@ -280,9 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--architecture", default="auto",
                    help=f"take exact layer sizes from {'|'.join(ARCHITECTURES)} (default: the one "
                    "whose layer names match, else the ratio files)")
-    p.set_defaults(func=cmd_import_mixdq)
 
-    p = sub.add_parser("allocate", help="choose bits per layer within a budget, from a profile")
+    p = command("allocate", cmd_allocate, "choose bits per layer within a budget, from a profile", ["asymmetric"])
     p.add_argument("--profile", required=True, metavar="PROFILE")
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--budget-mb", type=float, metavar="MB", help="packed UNet weight megabytes")
@@ -306,21 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-fp", action="store_true", help="floating point is a choice for every layer")
     p.add_argument("--lock", action="append", metavar="LAYER=BITS", help="pin a layer's weights (BITS or fp)")
     p.add_argument("--act-lock", action="append", metavar="LAYER=BITS")
-    p.add_argument("--asymmetric", action="store_true", help="count a zero-point per channel")
     p.add_argument("--json", action="store_true", help="print the allocation and totals as JSON")
     p.add_argument("-o", "--output", metavar="FILE", help="also save the allocation (JSON, or .yaml for MixDQ)")
-    p.set_defaults(func=cmd_allocate)
 
-    p = sub.add_parser("deploy", help="make a really low-bit UNet from an allocation and save it")
-    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                   help="a Hugging Face hub id or a local diffusers folder; default: the embedded model")
+    p = command("deploy", cmd_deploy, "make a really low-bit UNet from an allocation and save it",
+                ["pipeline", "prompts", "asymmetric"])
     p.add_argument("--allocation", required=True, metavar="FILE", help="allocation JSON (or MixDQ weight YAML)")
     p.add_argument("-o", "--output", required=True, metavar="FOLDER")
-    p.add_argument("--prompts", metavar="FILE", help="calibration prompts, one per line")
-    p.add_argument("--num-prompts", type=int, metavar="N")
-    p.add_argument("--steps", type=int, help="calibration sampling steps")
-    p.add_argument("--asymmetric", action="store_true", help="asymmetric weights (no int8 kernels)")
-    p.set_defaults(func=cmd_deploy)
     return parser
 
 

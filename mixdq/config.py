@@ -1,35 +1,26 @@
 """What to quantize and how, as frozen dataclasses that serialize to JSON.
 
-The config says *what* (bit-width choices, range methods, BOS handling); `layers.py` and
-`quantize.py` say *how*. Bit-widths are `int`, and `None` means floating point.
+The config says *what* (range methods, BOS handling, calibration runs, the allocation's
+objective); `layers.py`, `quantize.py` and `planner.py` say *how*. Bit-widths: `bits.py`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import ConfigError, UnsupportedBitsError
-from .serialization import dumps, from_jsonable
+from .bits import Bits, Kind, parse_bits
+from .errors import ConfigError
+from .inventory import GROUPS, Group, strip_prefix
+from .profile import METRICS, Metric
+from .serialization import FrozenMap, dumps, from_jsonable
 
-WEIGHT_BITS: tuple[int, ...] = (2, 3, 4, 5, 6, 8)
-ACT_BITS: tuple[int, ...] = (4, 6, 8)
-
-Bits = int | None  # None: keep floating point
-
-
-def check_bits(what: Literal["weight", "activation"], bits: object, layer: str | None = None) -> Bits:
-    """Return `bits` as an int or None, or raise an error that lists the valid choices."""
-    choices = WEIGHT_BITS if what == "weight" else ACT_BITS
-    if bits is None or bits == "fp":
-        return None
-    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in choices:
-        raise UnsupportedBitsError(what, bits, choices, layer)
-    return bits
+Lock = int | Literal["fp"]
 
 
-class _JsonConfig:
+class JsonConfig:
     def to_json(self) -> str:
         return dumps(self)
 
@@ -43,7 +34,7 @@ class _JsonConfig:
 
 
 @dataclass(frozen=True)
-class WeightQuantConfig(_JsonConfig):
+class WeightQuantConfig(JsonConfig):
     """Per-output-channel weight quantization.
 
     `range_method="mse"` searches `mse_grid` clipping ratios in [`mse_min_ratio`, 1] per channel
@@ -63,7 +54,7 @@ class WeightQuantConfig(_JsonConfig):
 
 
 @dataclass(frozen=True)
-class ActQuantConfig(_JsonConfig):
+class ActQuantConfig(JsonConfig):
     """Per-tensor, asymmetric, static activation quantization.
 
     The observer records each calibration call's range (min/max, or the `percentile` and its
@@ -85,7 +76,7 @@ class ActQuantConfig(_JsonConfig):
 
 
 @dataclass(frozen=True)
-class QuantConfig(_JsonConfig):
+class QuantConfig(JsonConfig):
     """How every layer is quantized; which bit-width each layer gets is an `Allocation`.
 
     `bos_aware`: in cross-attention `to_k`/`to_v`, keep the first (BOS) token of the text
@@ -110,7 +101,7 @@ DEFAULT_CALIBRATION_PROMPTS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class CalibrationConfig(_JsonConfig):
+class CalibrationConfig(JsonConfig):
     """The pipeline runs that record activation ranges: every timestep of every prompt."""
 
     prompts: tuple[str, ...] = DEFAULT_CALIBRATION_PROMPTS
@@ -126,3 +117,52 @@ class CalibrationConfig(_JsonConfig):
             raise ConfigError("calibration needs at least one prompt")
         if self.num_inference_steps < 1 or self.batch_size < 1:
             raise ConfigError("num_inference_steps and batch_size must be at least 1")
+
+
+@dataclass(frozen=True)
+class PlanConfig(JsonConfig):
+    """How the allocation trades layers off; every field has MixDQ's default. Hashable, so
+    plans can be cached by config.
+
+    `metric`: which score judges each group. `content_weight`: 0 = only quality counts, 1 = only
+    content. `weight_candidates` / `act_candidates`: allowed bit-widths per group (absent: every
+    measured one). `allow_fp`: floating point (16-bit) is also a choice for every layer.
+    `weight_locks` / `act_locks`: layer -> bits or "fp", fixed whatever the budget.
+    `symmetric`: whether scale bytes include a zero-point per channel (as `WeightQuantConfig`).
+    """
+
+    metric: Mapping[Group, Metric] = field(default_factory=lambda: {"content": "ssim", "quality": "sqnr"})
+    content_weight: float = 0.5
+    weight_candidates: Mapping[Group, tuple[int, ...]] = field(default_factory=dict)
+    act_candidates: Mapping[Group, tuple[int, ...]] = field(default_factory=dict)
+    allow_fp: bool = False
+    weight_locks: Mapping[str, Lock] = field(default_factory=dict)
+    act_locks: Mapping[str, Lock] = field(default_factory=dict)
+    weight: WeightQuantConfig = field(default_factory=WeightQuantConfig)
+
+    def __post_init__(self):
+        if not 0.0 <= self.content_weight <= 1.0:
+            raise ConfigError(f"content_weight must be in [0, 1], got {self.content_weight}")
+        for group, metric in self.metric.items():
+            if group not in GROUPS or metric not in METRICS:
+                raise ConfigError(f"metric maps content/quality to ssim/sqnr; got {group!r}: {metric!r}")
+        for name in ("weight_candidates", "act_candidates"):
+            cands = getattr(self, name)
+            unknown = set(cands) - set(GROUPS)
+            if unknown:
+                raise ConfigError(f"{name} keys are content/quality, got {sorted(unknown)}")
+            frozen = {g: tuple(bits) for g, bits in cands.items() if bits is not None}
+            object.__setattr__(self, name, FrozenMap(frozen))
+        for name in ("metric", "weight_locks", "act_locks"):
+            object.__setattr__(self, name, FrozenMap(getattr(self, name)))
+
+    def metric_of(self, group: Group) -> Metric:
+        return self.metric.get(group, "ssim" if group == "content" else "sqnr")
+
+    def candidates(self, kind: Kind) -> Mapping[Group, tuple[int, ...]]:
+        return self.weight_candidates if kind == "weight" else self.act_candidates
+
+    def locks(self, kind: Kind) -> dict[str, Bits]:
+        """Locks of `kind` by bare layer name (no `model.` prefix), "fp" as None."""
+        raw = self.weight_locks if kind == "weight" else self.act_locks
+        return {strip_prefix(name): parse_bits(b) for name, b in raw.items()}

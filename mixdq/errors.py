@@ -50,3 +50,28 @@ class UnsupportedModelError(MixDQError, TypeError):
 
 class ConfigError(MixDQError, ValueError):
     pass
+
+
+class InfeasibleBudgetError(ConfigError):
+    """A budget below the cheapest allowed allocation. Carries the numbers in the caller's unit."""
+
+    def __init__(self, budget: float, smallest: float, unit: str = ""):
+        self.budget, self.smallest, self.unit = budget, smallest, unit
+        sep = " " if unit and unit[0].isalnum() else ""
+        super().__init__(
+            f"budget {budget:,.4g}{sep}{unit} is below the smallest feasible {smallest:,.4g}{sep}{unit} "
+            "(every layer at its cheapest allowed option, locks included); raise the budget, allow "
+            "lower bit-widths, or unlock layers"
+        )
+
+
+class DeployedModelError(MixDQError, RuntimeError):
+    """A verb that switches bits was called on a deployed (really low-bit, fixed) model."""
+
+    def __init__(self, verb: str):
+        super().__init__(
+            f"mixdq.{verb}() cannot change a deployed model: its layers hold packed integer weights "
+            "and their float weights are gone, so its bits are fixed. For a switchable model, load "
+            "the floating-point model again (mixdq.load_pipeline(...)) and quantize that; deploy a "
+            "copy only when the allocation is final."
+        )

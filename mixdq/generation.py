@@ -8,6 +8,9 @@ from contextlib import contextmanager
 
 import torch
 
+from .logs import quiet_prompt_noise
+from .prompts import warn_about_prompts
+
 
 @contextmanager
 def quiet_progress(pipe) -> Iterator[None]:
@@ -22,10 +25,13 @@ def quiet_progress(pipe) -> Iterator[None]:
 
 def generate_images(pipe, prompts: list[str], first_seed: int = 0, batch_size: int = 32, **kwargs) -> torch.Tensor:
     """N x 3 x H x W images in [-1, 1]; prompt i is sampled with seed `first_seed + i`,
-    whatever the batching. `kwargs` go to the pipeline call (steps, guidance, size)."""
+    whatever the batching. `kwargs` go to the pipeline call (steps, guidance, size).
+    A prompt the model cannot read in full gets one `PromptWarning` saying what is lost."""
+    warn_about_prompts(pipe, prompts)
     out = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start : start + batch_size])
-        gens = [torch.Generator().manual_seed(first_seed + start + i) for i in range(len(chunk))]
-        out.append(pipe(chunk, generator=gens, output_type="pt", **kwargs).images * 2 - 1)
+    with quiet_prompt_noise(pipe):
+        for start in range(0, len(prompts), batch_size):
+            chunk = list(prompts[start : start + batch_size])
+            gens = [torch.Generator().manual_seed(first_seed + start + i) for i in range(len(chunk))]
+            out.append(pipe(chunk, generator=gens, output_type="pt", **kwargs).images * 2 - 1)
     return torch.cat(out)

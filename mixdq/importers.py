@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
-from .allocation import strip_prefix
 from .errors import ConfigError
-from .inventory import MIXDQ_RULE, GroupRule
+from .inventory import MIXDQ_RULE, GroupRule, strip_prefix
 from .profile import LayerProfile, Profile
 
 MIXDQ_BITS = (2, 4, 8)
@@ -124,7 +123,7 @@ def import_mixdq(
                for (k, w), p in files.items()},
         bits=list(bits), sizes="architecture inventory" if inventory is not None else "ratio files",
         weight_bits=list(bits), act_bits=list(bits),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
     ))
 
 
@@ -137,7 +136,7 @@ def _matching_inventory(names: list[str], architecture: str | None):
     for arch in candidates:
         if arch not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture '{arch}'; known: {', '.join(ARCHITECTURES)}")
-        size = ARCHITECTURES[arch].resolution // 8
+        size = ARCHITECTURES[arch].defaults.height // 8
         inventory = load_inventory(arch, latent_size=size)
         if set(names) <= set(inventory.names):
             return inventory

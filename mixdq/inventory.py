@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -19,6 +19,14 @@ from torch import nn
 from .errors import UnknownLayerError, UnsupportedModelError
 
 Group = Literal["content", "quality"]
+GROUPS: tuple[Group, ...] = ("content", "quality")
+L = TypeVar("L")
+MIXDQ_PREFIX = "model."  # MixDQ's files name layers from its wrapper module: "model.conv_in"
+
+
+def strip_prefix(name: str) -> str:
+    """A layer name without MixDQ's `model.` prefix (both spellings are accepted everywhere)."""
+    return name.removeprefix(MIXDQ_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -87,23 +95,23 @@ def _place(name: str) -> dict:
     )
 
 
-@dataclass(frozen=True)
-class Inventory:
-    layers: tuple[LayerInfo, ...]
-    latent_size: tuple[int, int]
-    model: str = ""
+class NamedLayers(Generic[L]):
+    """A sequence of layer records (anything with `.name` and `.params`) in UNet order, also
+    looked up by name; an unknown name is an `UnknownLayerError` with a "did you mean"."""
+
+    layers: tuple[L, ...]
 
     @cached_property
-    def _index(self) -> dict[str, LayerInfo]:
+    def _index(self) -> dict[str, L]:
         return {layer.name: layer for layer in self.layers}
 
     def __len__(self) -> int:
         return len(self.layers)
 
-    def __iter__(self) -> Iterator[LayerInfo]:
+    def __iter__(self) -> Iterator[L]:
         return iter(self.layers)
 
-    def __getitem__(self, name: str) -> LayerInfo:
+    def __getitem__(self, name: str) -> L:
         try:
             return self._index[name]
         except KeyError:
@@ -116,9 +124,21 @@ class Inventory:
     def names(self) -> list[str]:
         return [layer.name for layer in self.layers]
 
+    def check_names(self, names: Iterable[str]) -> None:
+        unknown = [n for n in names if n not in self._index]
+        if unknown:
+            raise UnknownLayerError(unknown, self._index)
+
     @property
     def total_params(self) -> int:
         return sum(layer.params for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class Inventory(NamedLayers[LayerInfo]):
+    layers: tuple[LayerInfo, ...]
+    latent_size: tuple[int, int]
+    model: str = ""
 
     def group(self, group: Group) -> list[LayerInfo]:
         return [layer for layer in self.layers if layer.group == group]

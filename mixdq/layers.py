@@ -7,22 +7,28 @@ restoring puts the untouched float module back: exact by construction.
 
 from __future__ import annotations
 
-import re
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Bits, QuantConfig
-from .errors import MixDQError, NotCalibratedError, UnsupportedModelError
+from .bits import Bits, format_bits
+from .bos import has_bos, is_bos_layer, split_bos
+from .config import QuantConfig
+from .errors import DeployedModelError, MixDQError, NotCalibratedError, UnsupportedModelError
 from .observers import RangeObserver
 from .quantizers import QParams, act_qparams, fake_quantize, fake_quantize_weight
 
-# Cross-attention key/value projections: their input is the text embedding, token 0 is BOS.
-BOS_LAYER_PATTERN = re.compile(r"(^|\.)attn2\.to_[kv]$")
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+# What the verbs take: a diffusers pipeline (its `.unet` is used) or the UNet module itself.
+Model = Union["DiffusionPipeline", nn.Module]
 
 
-class QuantMixin:
+class QuantMixin(ABC):
     """Switchable-precision forward shared by `QuantLinear` and `QuantConv2d`."""
 
     weight: nn.Parameter
@@ -39,7 +45,7 @@ class QuantMixin:
         new.layer_name = name
         new.weight_bits = None
         new.act_bits = None
-        new.is_bos_layer = bool(BOS_LAYER_PATTERN.search(name))
+        new.is_bos_layer = is_bos_layer(name)
         new.observing = False
         new.configure(config)
         return new
@@ -97,8 +103,8 @@ class QuantMixin:
     def _observe(self, x: torch.Tensor) -> None:
         self._act_cache.clear()
         self.observer.observe(x)
-        if self.observer_no_bos is not None and x.dim() == 3:
-            self.observer_no_bos.observe(x[:, 1:])
+        if self.observer_no_bos is not None and has_bos(x):
+            self.observer_no_bos.observe(split_bos(x)[1])
 
     def _quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.act_bits is None else fake_quantize(x, self.act_qparams(self.act_bits))
@@ -110,19 +116,20 @@ class QuantMixin:
         if self.weight_bits is None and self.act_bits is None:
             return self._op(x, self.weight)
         w = self.weight if self.weight_bits is None else self.quantized_weight(self.weight_bits)
-        if self.bos_active and x.dim() == 3 and x.shape[1] > 1:
+        if self.bos_active and has_bos(x):
             # BOS is identical for every prompt of a causal text encoder, so its key/value could
-            # be precomputed once; one token of float projection per call costs the same here.
-            bos = self._op(x[:, :1], self.weight)
-            return torch.cat([bos, self._op(self._quantize_input(x[:, 1:]), w)], dim=1)
+            # be precomputed once (deploy does); one token of float projection per call costs
+            # the same here.
+            bos, rest = split_bos(x)
+            return torch.cat([self._op(bos, self.weight), self._op(self._quantize_input(rest), w)], dim=1)
         return self._op(self._quantize_input(x), w)
 
+    @abstractmethod
     def _op(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The layer's own operation with `weight` in place of its weight."""
 
     def extra_repr(self) -> str:
-        bits = lambda b: "fp" if b is None else str(b)  # noqa: E731
-        return f"{super().extra_repr()}, w={bits(self.weight_bits)}, a={bits(self.act_bits)}"
+        return f"{super().extra_repr()}, w={format_bits(self.weight_bits)}, a={format_bits(self.act_bits)}"
 
 
 class QuantLinear(QuantMixin, nn.Linear):
@@ -142,7 +149,7 @@ QUANT_CLASSES: dict[type[nn.Module], type[QuantMixin]] = {
 }
 
 
-def unet_of(model) -> nn.Module:
+def unet_of(model: Model) -> nn.Module:
     """The UNet of a pipeline, or the module itself."""
     unet = getattr(model, "unet", model)
     if not isinstance(unet, nn.Module):
@@ -152,13 +159,23 @@ def unet_of(model) -> nn.Module:
     return unet
 
 
-def quant_layers(model) -> dict[str, QuantMixin]:
+def quant_layers(model: Model) -> dict[str, QuantMixin]:
     """The quantizable layers of a prepared model, by name, in module order."""
     return {n: m for n, m in unet_of(model).named_modules() if isinstance(m, QuantMixin)}
 
 
-def require_layers(model) -> dict[str, QuantMixin]:
+def is_deployed(model: Model) -> bool:
+    """True when the UNet holds deployed (packed, fixed-bit) layers."""
+    from .deploy.modules import DeployedLayer  # deploy builds on this module: import late
+
+    return any(isinstance(m, DeployedLayer) for m in unet_of(model).modules())
+
+
+def require_layers(model: Model, verb: str) -> dict[str, QuantMixin]:
+    """The switchable layers `verb` works on, or the error that says why there are none."""
     layers = quant_layers(model)
     if not layers:
-        raise MixDQError("the model is not prepared for quantization; call mixdq.prepare(pipe) first")
+        if is_deployed(model):
+            raise DeployedModelError(verb)
+        raise MixDQError(f"the model is not prepared for quantization; call mixdq.prepare(pipe) before mixdq.{verb}()")
     return layers

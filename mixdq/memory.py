@@ -9,24 +9,37 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from .allocation import Allocation
-from .config import Bits, WeightQuantConfig
-from .inventory import Inventory, LayerInfo
+from .bits import FP_BITS, Bits, nominal_bits
+from .config import WeightQuantConfig
+from .inventory import Inventory
 
 SCALE_BYTES = 2  # one fp16 scale per output channel
 ZERO_POINT_BYTES = 1  # one 8-bit zero-point per output channel, asymmetric only
 
 
-def layer_weight_bytes(layer: LayerInfo, bits: Bits, symmetric: bool = True, fp_bits: int = 16) -> float:
-    """Packed weight bytes of `layer` at `bits` (None: floating point at `fp_bits`)."""
-    if bits is None:
-        return layer.params * fp_bits / 8
+def bits_array(bits) -> np.ndarray:
+    """Bit-widths as floats, floating point (None) as NaN: the form `packed_weight_bytes` takes in bulk."""
+    return np.array([np.nan if b is None else b for b in bits], float)
+
+
+def packed_weight_bytes(params, out_channels, bits, symmetric: bool = True, fp_bits: int = FP_BITS):
+    """Packed weight bytes: `params * bits / 8` plus a scale (and a zero-point when asymmetric)
+    per output channel; a floating-point layer (bits None, or NaN in an array) takes
+    `params * fp_bits / 8` and no scales. Element-wise over numpy arrays, so the planner prices
+    every (layer, option) with this same formula."""
+    b = np.asarray(np.nan if bits is None else bits, float)
+    quantized = ~np.isnan(b)
     per_channel = SCALE_BYTES + (0 if symmetric else ZERO_POINT_BYTES)
-    return layer.params * bits / 8 + layer.out_channels * per_channel
+    payload = np.asarray(params, float) * np.where(quantized, b, fp_bits) / 8
+    out = payload + np.asarray(out_channels, float) * per_channel * quantized
+    return float(out) if out.ndim == 0 else out
 
 
-def layer_act_bytes(layer: LayerInfo, bits: Bits, fp_bits: int = 16) -> float:
-    return layer.act_elements * (fp_bits if bits is None else bits) / 8
+def packed_act_bytes(elements, bits: Bits, fp_bits: int = FP_BITS) -> float:
+    return elements * (fp_bits if bits is None else bits) / 8
 
 
 @dataclass(frozen=True)
@@ -74,26 +87,26 @@ def memory_report(
     inventory: Inventory,
     allocation: Allocation,
     weight_config: WeightQuantConfig = WeightQuantConfig(),
-    fp_bits: int = 16,
+    fp_bits: int = FP_BITS,
 ) -> MemoryReport:
     allocation.check_names(inventory.names)
     params = inventory.total_params
     acts = sum(layer.act_elements for layer in inventory)
     wbits = {layer.name: allocation.weight_bits(layer.name) for layer in inventory}
     abits = {layer.name: allocation.act_bits(layer.name) for layer in inventory}
-    nominal = lambda b: fp_bits if b is None else b  # noqa: E731
+    nominal = lambda b: nominal_bits(b, fp_bits)  # noqa: E731
     return MemoryReport(
         layers=len(inventory),
         weight_params=params,
         weight_bytes=sum(
-            layer_weight_bytes(layer, wbits[layer.name], weight_config.symmetric, fp_bits)
+            packed_weight_bytes(layer.params, layer.out_channels, wbits[layer.name], weight_config.symmetric, fp_bits)
             for layer in inventory
         ),
         weight_bytes_fp16=params * 2.0,
         weight_bytes_fp32=params * 4.0,
         avg_weight_bits=sum(nominal(wbits[layer.name]) * layer.params for layer in inventory) / params,
         act_elements=acts,
-        act_bytes=sum(layer_act_bytes(layer, abits[layer.name], fp_bits) for layer in inventory),
+        act_bytes=sum(packed_act_bytes(layer.act_elements, abits[layer.name], fp_bits) for layer in inventory),
         act_bytes_fp16=acts * 2.0,
         avg_act_bits=sum(nominal(abits[layer.name]) * layer.act_elements for layer in inventory)
         / max(acts, 1),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .config import DEFAULT_CALIBRATION_PROMPTS, CalibrationConfig
 from .errors import ModelNotFoundError, UnsupportedModelError
 from .inventory import MIXDQ_RULE, GroupRule, Inventory, build_inventory
 
@@ -26,21 +27,28 @@ EMBEDDED_CLASSIFIER_DIR = ASSETS / "embedded-classifier"
 
 @dataclass(frozen=True)
 class GenerationDefaults:
-    """How a model is meant to be sampled (few-step models: no classifier-free guidance)."""
+    """How a model is meant to be sampled, and the prompts to calibrate and measure it with
+    (few-step models: no classifier-free guidance). `height`/`width` None: the model's own."""
 
     num_inference_steps: int
     guidance_scale: float
-    height: int
-    width: int
+    height: int | None
+    width: int | None
+    prompts: tuple[str, ...] = DEFAULT_CALIBRATION_PROMPTS
 
     def as_kwargs(self) -> dict:
-        return dict(
-            num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
-            height=self.height, width=self.width,
+        """Pipeline-call keyword arguments."""
+        kw = dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale)
+        if self.height is not None:
+            kw.update(height=self.height, width=self.width)
+        return kw
+
+    def calibration(self, prompts: tuple[str, ...] | None = None, batch_size: int = 8) -> CalibrationConfig:
+        """Calibration runs that match how the model is sampled."""
+        return CalibrationConfig(
+            prompts=tuple(prompts or self.prompts), num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale, height=self.height, width=self.width, batch_size=batch_size,
         )
-
-
-EMBEDDED_DEFAULTS = GenerationDefaults(num_inference_steps=4, guidance_scale=0.0, height=64, width=64)
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class Architecture:
     name: str
     hub_id: str
     pipeline: str
-    resolution: int
+    defaults: GenerationDefaults
 
     @property
     def unet_config_path(self) -> Path:
@@ -60,13 +68,30 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in (
-        Architecture("sdxl-turbo", "stabilityai/sdxl-turbo", "StableDiffusionXLPipeline", 512),
-        Architecture("sd-turbo", "stabilityai/sd-turbo", "StableDiffusionPipeline", 512),
-        Architecture(
-            "sd-1.5", "stable-diffusion-v1-5/stable-diffusion-v1-5", "StableDiffusionPipeline", 512
-        ),
+        Architecture("sdxl-turbo", "stabilityai/sdxl-turbo", "StableDiffusionXLPipeline",
+                     GenerationDefaults(1, 0.0, 512, 512)),
+        Architecture("sd-turbo", "stabilityai/sd-turbo", "StableDiffusionPipeline",
+                     GenerationDefaults(1, 0.0, 512, 512)),
+        # SD 1.5 with LCM-LoRA fused in (latent-consistency/lcm-lora-sdv1-5): 4 steps, no guidance
+        Architecture("sd-1.5", "stable-diffusion-v1-5/stable-diffusion-v1-5", "StableDiffusionPipeline",
+                     GenerationDefaults(4, 1.0, 512, 512)),
     )
 }
+
+
+def generation_defaults(spec: str | None = None) -> GenerationDefaults:
+    """Steps, guidance, resolution and prompts for a model: the embedded model's own (4 steps,
+    64 px, 32 captions of its data set), a known architecture's (by name or hub id), else one
+    step without guidance at the model's own resolution with everyday prompts."""
+    if spec is None:
+        from .shapes.dataset import calibration_captions
+
+        return GenerationDefaults(4, 0.0, 64, 64, prompts=calibration_captions(32))
+    for arch in ARCHITECTURES.values():
+        if spec in (arch.name, arch.hub_id):
+            return arch.defaults
+    return GenerationDefaults(1, 0.0, None, None)
+
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")

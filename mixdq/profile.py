@@ -18,22 +18,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
-from .errors import ConfigError, UnknownLayerError
-from .inventory import Group
+from .bits import KINDS, Kind
+from .errors import ConfigError
+from .inventory import Group, NamedLayers
 from .serialization import atomic_write_text
 
 FORMAT = "mixdq-profile"
 VERSION = 1
-Kind = Literal["weight", "activation"]
 Metric = Literal["ssim", "sqnr"]
-KINDS: tuple[Kind, ...] = ("weight", "activation")
 METRICS: tuple[Metric, ...] = ("ssim", "sqnr")
 Scores = Mapping[str, Mapping[int, float]]  # metric -> bits -> value
 
@@ -76,7 +75,7 @@ class LayerProfile:
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(NamedLayers[LayerProfile]):
     layers: tuple[LayerProfile, ...]
     meta: Mapping = field(default_factory=dict)
 
@@ -85,36 +84,10 @@ class Profile:
         names = [layer.name for layer in self.layers]
         if len(set(names)) != len(names):
             raise ConfigError("a profile lists a layer twice")
-        object.__setattr__(self, "_by_name", {layer.name: layer for layer in self.layers})
-
-    def __len__(self) -> int:
-        return len(self.layers)
-
-    def __iter__(self) -> Iterator[LayerProfile]:
-        return iter(self.layers)
-
-    def __getitem__(self, name: str) -> LayerProfile:
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise UnknownLayerError([name], self._by_name) from None
-
-    @property
-    def names(self) -> list[str]:
-        return [layer.name for layer in self.layers]
-
-    def check_names(self, names: Iterable[str]) -> None:
-        unknown = [n for n in names if n not in self._by_name]
-        if unknown:
-            raise UnknownLayerError(unknown, self._by_name)
 
     def bits(self, kind: Kind) -> tuple[int, ...]:
         """Every bit-width measured for `kind` in any layer."""
         return tuple(sorted({b for layer in self for by in layer.scores(kind).values() for b in by}))
-
-    @property
-    def total_params(self) -> int:
-        return sum(layer.params for layer in self)
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "meta": dict(self.meta),

@@ -12,22 +12,16 @@ from __future__ import annotations
 from dataclasses import replace
 from types import EllipsisType
 
-from torch import nn
-
 from .allocation import Allocation
+from .bits import Bits, check_bits
 from .calibration import calibrate
-from .config import Bits, CalibrationConfig, QuantConfig, check_bits
-from .errors import NotCalibratedError, UnknownLayerError
-from .inventory import check_supported
-from .layers import QUANT_CLASSES, QuantMixin, quant_layers, require_layers, unet_of
+from .config import CalibrationConfig, QuantConfig
+from .errors import DeployedModelError, NotCalibratedError, UnknownLayerError
+from .inventory import check_supported, strip_prefix
+from .layers import QUANT_CLASSES, Model, QuantMixin, is_deployed, quant_layers, require_layers, unet_of
 
 
-def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, child, module)
-
-
-def prepare(model, config: QuantConfig | None = None):
+def prepare(model: Model, config: QuantConfig | None = None) -> Model:
     """Swap every Linear/Conv2d of the UNet for a switchable layer (all still floating point).
 
     On an already prepared model this only changes the config: cached weights are dropped, and
@@ -40,24 +34,26 @@ def prepare(model, config: QuantConfig | None = None):
         for layer in layers.values():
             layer.configure(config)
         return model
+    if is_deployed(unet):
+        raise DeployedModelError("prepare")
     check_supported(unet)
     for name, module in list(unet.named_modules()):
         cls = QUANT_CLASSES.get(type(module))
         if cls is not None:
-            _set_submodule(unet, name, cls.from_float(module, name, config))
+            unet.set_submodule(name, cls.from_float(module, name, config))
     return model
 
 
-def quant_config(model) -> QuantConfig:
-    return next(iter(require_layers(model).values())).config
+def quant_config(model: Model) -> QuantConfig:
+    return next(iter(require_layers(model, "quant_config").values())).config
 
 
-def is_calibrated(model) -> bool:
+def is_calibrated(model: Model) -> bool:
     layers = quant_layers(model)
     return bool(layers) and all(layer.calibrated for layer in layers.values())
 
 
-def set_bos_aware(model, enabled: bool):
+def set_bos_aware(model: Model, enabled: bool) -> Model:
     """Switch BOS-aware text-embedding quantization on or off; no recalibration needed."""
     return prepare(model, replace(quant_config(model), bos_aware=enabled))
 
@@ -74,12 +70,12 @@ def _checked(layer: QuantMixin, weight: object, act: object) -> tuple[Bits, Bits
     return weight, act
 
 
-def apply_allocation(model, allocation: Allocation):
+def apply_allocation(model: Model, allocation: Allocation) -> Model:
     """Set every layer's bits from `allocation` (layers it does not name become floating point).
 
     All checks happen before any layer changes, so a bad allocation leaves the model as it was.
     """
-    layers = require_layers(model)
+    layers = require_layers(model, "apply_allocation")
     allocation.check_names(layers)
     bits = {
         name: _checked(layer, allocation.weight_bits(name), allocation.act_bits(name))
@@ -91,11 +87,11 @@ def apply_allocation(model, allocation: Allocation):
 
 
 def set_layer_bits(
-    model, name: str, *, weight: Bits | EllipsisType = ..., act: Bits | EllipsisType = ...
-):
+    model: Model, name: str, *, weight: Bits | EllipsisType = ..., act: Bits | EllipsisType = ...
+) -> Model:
     """Flip one layer; `...` leaves that kind as it is. Cheap: cached weights are reused."""
-    layers = require_layers(model)
-    name = name.removeprefix("model.")
+    layers = require_layers(model, "set_layer_bits")
+    name = strip_prefix(name)
     if name not in layers:
         raise UnknownLayerError([name], layers)
     layer = layers[name]
@@ -107,8 +103,14 @@ def set_layer_bits(
     return model
 
 
-def current_allocation(model) -> Allocation:
-    layers = require_layers(model)
+def current_allocation(model: Model) -> Allocation:
+    """The bits every layer has now (of a deployed model too: its fixed allocation)."""
+    if is_deployed(model):
+        from .deploy import deployed_layers
+
+        layers = deployed_layers(model)
+    else:
+        layers = require_layers(model, "current_allocation")
     return Allocation(
         {n: layer.weight_bits for n, layer in layers.items()},
         {n: layer.act_bits for n, layer in layers.items()},
@@ -116,17 +118,19 @@ def current_allocation(model) -> Allocation:
 
 
 def quantize_(
-    model,
+    model: Model,
     allocation: Allocation,
     config: QuantConfig | None = None,
     calibration: CalibrationConfig | None = None,
-):
+) -> Model:
     """Quantize the UNet of `model` (a pipeline, or a UNet) in place under `allocation`.
 
     Prepares the UNet if needed (or re-configures it when `config` is given), calibrates
     activation ranges when the allocation quantizes activations and `calibration` is given (or
     the model has no ranges yet), then sets every layer's bits.
     """
+    if is_deployed(model):
+        raise DeployedModelError("quantize_")
     if config is not None or not quant_layers(model):
         prepare(model, config)
     needs_ranges = bool(allocation.acts)
@@ -140,9 +144,12 @@ def quantize_(
     return apply_allocation(model, allocation)
 
 
-def restore(model):
-    """Put the original floating-point layers back; outputs are bit-identical to before."""
+def restore(model: Model) -> Model:
+    """Put the original floating-point layers back; outputs are bit-identical to before.
+    A model that was never prepared is left as it is."""
     unet = unet_of(model)
+    if is_deployed(unet):
+        raise DeployedModelError("restore")
     for name, layer in quant_layers(unet).items():
-        _set_submodule(unet, name, layer.float_module)
+        unet.set_submodule(name, layer.float_module)
     return model

@@ -18,21 +18,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .allocation import strip_prefix
+from .bits import ACT_BITS, KINDS, WEIGHT_BITS, Kind, check_bits
 from .calibration import calibrate
-from .config import ACT_BITS, WEIGHT_BITS, CalibrationConfig, QuantConfig, _JsonConfig, check_bits
+from .config import CalibrationConfig, JsonConfig, QuantConfig
 from .errors import ConfigError
 from .generation import generate_images, quiet_progress
-from .inventory import MIXDQ_RULE, GroupRule, build_inventory
+from .inventory import MIXDQ_RULE, GroupRule, build_inventory, strip_prefix
 from .layers import quant_layers, unet_of
 from .metrics import sqnr_db, ssim
-from .profile import KINDS, Kind, LayerProfile, Profile
+from .profile import LayerProfile, Profile
 from .quantize import prepare, set_layer_bits
 from .serialization import to_jsonable
 
@@ -40,7 +40,7 @@ SQNR_CAP_DB = 300.0  # identical outputs: float64 cannot resolve more, and JSON 
 
 
 @dataclass(frozen=True)
-class SweepConfig(_JsonConfig):
+class SweepConfig(JsonConfig):
     """What a sensitivity sweep measures. Calibration uses the same prompts, steps and seeds."""
 
     prompts: tuple[str, ...]
@@ -269,7 +269,7 @@ def sweep(
             # probe time summed over resumed runs: what a full run costs, however often it stopped
             elapsed_s=round(sum(r["elapsed_s"] for r in done.values()), 3),
             wall_s_this_run=round(time.perf_counter() - started, 3),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
         ),
     )
     profile.save(out)

@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 torch.set_num_threads(1)
 
-from tiny_models import PROMPTS, tiny_sd, tiny_sdxl  # noqa: E402
-
 import mixdq  # noqa: E402
+
+from tiny_models import PROMPTS, tiny_sd, tiny_sdxl  # noqa: E402
 
 CALIBRATION = mixdq.CalibrationConfig(prompts=tuple(PROMPTS), num_inference_steps=2, height=32, width=32)
 

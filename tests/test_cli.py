@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
-from conftest import ROOT
 from mixdq.cli import main
+
+from conftest import ROOT
 from tiny_models import tiny_sdxl
 
 

@@ -8,10 +8,19 @@ from torch import nn
 
 import mixdq
 from mixdq.deploy import (
-    deploy, deployed_layers, load_deployed, load_deployed_pipeline, module_bytes, pack, packed_nbytes,
-    save_deployed, unpack,
+    DeployedLayer,
+    LayerSpec,
+    deploy,
+    deployed_layers,
+    load_deployed,
+    load_deployed_pipeline,
+    module_bytes,
+    pack,
+    packed_nbytes,
+    save_deployed,
+    unpack,
 )
-from mixdq.models import EMBEDDED_DEFAULTS
+from mixdq.layers import quant_layers
 from mixdq.shapes import dataset
 
 CAPTIONS = dataset.evaluation_captions(4)
@@ -75,6 +84,38 @@ def test_deployed_weights_really_are_smaller():
     assert module_bytes(model) == expected  # codes + fp32 scale + uint8 zero-point per channel
 
 
+def test_layer_specs_keep_the_version_1_manifest_format():
+    """Conv geometry and the activation grid appear only where they apply, `kernel` only on int8
+    layers; an entry written before specs were typed reads back and writes out the same."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"proj": nn.Linear(64, 96), "conv": nn.Conv2d(16, 32, 3, padding=1, stride=2),
+                           "attn2": nn.ModuleDict({"to_k": nn.Linear(64, 32)})})
+    x = {"proj": torch.randn(5, 7, 64), "conv": torch.randn(2, 16, 12, 12), "attn2.to_k": torch.randn(2, 7, 64)}
+    mixdq.prepare(model)
+    with mixdq.calibrating(model), torch.no_grad():
+        for name, layer in quant_layers(model).items():
+            layer(x[name])
+    mixdq.apply_allocation(model, mixdq.Allocation({"proj": 8, "conv": 4, "attn2.to_k": 3},
+                                                   {"proj": 8, "conv": 8, "attn2.to_k": None}))
+    deploy(model, bos=torch.randn(64))
+    base = ["layer", "kind", "weight_bits", "act_bits", "weight_shape", "bos"]
+    act = ["act_scale", "act_zero_point", "act_qmin", "act_qmax"]
+    expected = {"proj": base + act + ["kernel"], "conv": base + ["stride", "padding", "dilation", "groups"] + act,
+                "attn2.to_k": base}
+    layers = deployed_layers(model)
+    for name, layer in layers.items():
+        entry = json.loads(json.dumps(layer.spec.to_dict()))
+        assert list(entry) == expected[name]
+        assert LayerSpec.from_dict(entry) == layer.spec
+    assert layers["proj"].int8 and layers["attn2.to_k"].spec.bos and layers["conv"].stride == (2, 2)
+    old = {"layer": "down.conv", "kind": "Conv2d", "weight_bits": 4, "act_bits": 8, "weight_shape": [32, 16, 3, 3],
+           "bos": False, "stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "groups": 1,
+           "act_scale": 0.0296, "act_zero_point": 128, "act_qmin": 0, "act_qmax": 255}
+    assert json.dumps(LayerSpec.from_dict(old).to_dict()) == json.dumps(old)
+    with pytest.raises(TypeError, match="abstract"):
+        DeployedLayer(layers["attn2.to_k"].spec, layers["attn2.to_k"].tensors())
+
+
 @pytest.fixture(scope="module")
 def simulated_and_deployed():
     """The embedded model under a mixed allocation (int8 kernels, packed 2-6 bits, float layers),
@@ -86,7 +127,7 @@ def simulated_and_deployed():
     allocation = mixdq.Allocation({n: bits[i % len(bits)] for i, n in enumerate(names)},
                                   {n: 8 if i % 5 else 6 for i, n in enumerate(names)})
     mixdq.quantize_(pipe, allocation, calibration=CALIBRATION)
-    simulated = mixdq.generate_images(pipe, CAPTIONS, **EMBEDDED_DEFAULTS.as_kwargs())
+    simulated = mixdq.generate_images(pipe, CAPTIONS, **mixdq.generation_defaults().as_kwargs())
     deploy(pipe)
     return pipe, allocation, simulated
 
@@ -95,8 +136,8 @@ def test_deployed_images_match_the_simulated_model(simulated_and_deployed):
     pipe, allocation, simulated = simulated_and_deployed
     layers = deployed_layers(pipe)
     assert sum(m.int8 for m in layers.values()) > 0 and any(m.weight_bits == 2 for m in layers.values())
-    assert not mixdq.quant_layers(pipe)  # no simulated layer is left
-    real = mixdq.generate_images(pipe, CAPTIONS, **EMBEDDED_DEFAULTS.as_kwargs())
+    assert not quant_layers(pipe)  # no simulated layer is left
+    real = mixdq.generate_images(pipe, CAPTIONS, **mixdq.generation_defaults().as_kwargs())
     # bound: 40 dB. Differences come only from float rounding (int32 sums, rescaling), which can
     # move an activation across a rounding boundary; 4 sampling steps carry that on.
     assert mixdq.metrics.psnr_db((simulated + 1) / 2, (real + 1) / 2) > 40
@@ -115,7 +156,7 @@ def test_bos_token_stays_floating_point(simulated_and_deployed):
 
 def test_save_and_load_give_the_same_image_offline(simulated_and_deployed, tmp_path):
     pipe, allocation, _ = simulated_and_deployed
-    before = mixdq.generate_images(pipe, CAPTIONS[:2], **EMBEDDED_DEFAULTS.as_kwargs())
+    before = mixdq.generate_images(pipe, CAPTIONS[:2], **mixdq.generation_defaults().as_kwargs())
     save_deployed(pipe, tmp_path / "m", base_model=None)
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["format"] == "mixdq-deployed" and len(manifest["weights"]["sha256"]) == 64
@@ -124,7 +165,7 @@ def test_save_and_load_give_the_same_image_offline(simulated_and_deployed, tmp_p
     assert not list((tmp_path / "m").glob("*.bin")) and not list((tmp_path / "m").glob("*.pt"))
     loaded = load_deployed_pipeline(tmp_path / "m")
     loaded.set_progress_bar_config(disable=True)
-    after = mixdq.generate_images(loaded, CAPTIONS[:2], **EMBEDDED_DEFAULTS.as_kwargs())
+    after = mixdq.generate_images(loaded, CAPTIONS[:2], **mixdq.generation_defaults().as_kwargs())
     assert torch.equal(before, after)
     assert module_bytes(loaded) == module_bytes(pipe)
 
@@ -153,7 +194,7 @@ def test_report_gives_memory_both_ways(simulated_and_deployed):
 
     pipe, allocation, _ = simulated_and_deployed
     inventory = mixdq.load_inventory(None)
-    r = report(pipe, inventory, allocation, lambda: pipe(CAPTIONS[0], **EMBEDDED_DEFAULTS.as_kwargs()), repeats=1)
+    r = report(pipe, inventory, allocation, lambda: pipe(CAPTIONS[0], **mixdq.generation_defaults().as_kwargs()), repeats=1)
     # simulated: fp16 scales; held: fp32 scales, plus a uint8 zero-point for packed codes
     extra = sum(layer.out_channels * (2 + (0 if allocation.weight_bits(layer.name) == 8 and allocation.act_bits(layer.name) == 8 else 1))
                 for layer in inventory if allocation.weight_bits(layer.name) is not None)

@@ -7,7 +7,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 import mixdq
 from mixdq.generation import generate_images
-from mixdq.models import EMBEDDED_CLASSIFIER_DIR, EMBEDDED_DEFAULTS, EMBEDDED_DIR
+from mixdq.metrics import sqnr_db
+from mixdq.models import EMBEDDED_CLASSIFIER_DIR, EMBEDDED_DIR
 from mixdq.shapes import dataset
 from mixdq.shapes.classifier import AttributeClassifier, alignment, labels
 
@@ -27,7 +28,7 @@ def classifier():
 
 
 def _generate(pipe, captions=CAPTIONS):
-    return generate_images(pipe, captions, **EMBEDDED_DEFAULTS.as_kwargs())
+    return generate_images(pipe, captions, **mixdq.generation_defaults().as_kwargs())
 
 
 def test_folder_is_small_safetensors_and_loads_with_plain_diffusers():
@@ -79,4 +80,4 @@ def test_low_bit_quantization_visibly_hurts(pipe):
     mixdq.apply_allocation(pipe, mixdq.Allocation.uniform(inv.names, 8, None))
     w8 = _generate(pipe)
     mixdq.restore(pipe)
-    assert mixdq.sqnr_db(fp, w8) > mixdq.sqnr_db(fp, w2) + 10
+    assert sqnr_db(fp, w8) > sqnr_db(fp, w2) + 10

@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 import mixdq
+
 from conftest import ROOT
 
 PUBLISHED = ROOT / "assets" / "mixdq" / "sdxl-turbo"

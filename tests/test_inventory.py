@@ -2,6 +2,7 @@ import pytest
 import yaml
 
 import mixdq
+
 from conftest import ROOT
 
 PUBLISHED = ROOT / "assets" / "mixdq"

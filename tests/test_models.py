@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import mixdq
+
 from conftest import generate
 from tiny_models import tiny_sd, tiny_sdxl
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import mixdq
+from mixdq import PlanConfig, Planner, plan_mixdq
+from mixdq.mixdq_mode import most_act_sensitive
+
 from conftest import ROOT
-from mixdq.planner import PlanConfig, Planner
 
 SDXL_PROFILE = ROOT / "assets" / "profiles" / "sdxl-turbo-mixdq.json"
 
@@ -91,8 +93,8 @@ def test_activations_allocated_under_their_own_budget(planner):
 
 
 def test_mixdq_mode_follows_the_paper(planner, profile):
-    assert planner.most_act_sensitive(0.01) == PUBLISHED_FP
-    p = planner.plan_mixdq(avg_bits=5.0, k=1.1, act_avg_bits=8)
+    assert most_act_sensitive(planner, 0.01) == PUBLISHED_FP
+    p = plan_mixdq(planner, avg_bits=5.0, k=1.1, act_avg_bits=8)
     weights = p.allocation
     for group, allowed in (("content", {2, 4, 8}), ("quality", {4, 8})):
         layers = [layer for layer in profile if layer.group == group]
@@ -107,7 +109,7 @@ def test_mixdq_mode_follows_the_paper(planner, profile):
 
 def test_mixdq_mode_explains_an_impossible_k(planner):
     with pytest.raises(mixdq.ConfigError, match="choose another K"):
-        planner.plan_mixdq(avg_bits=4.0, k=1.5)
+        plan_mixdq(planner, avg_bits=4.0, k=1.5)
 
 
 def test_bad_inputs_give_clear_errors(profile, tmp_path):

@@ -10,8 +10,11 @@ import torch
 
 import mixdq
 import mixdq.layers
+from mixdq import Allocation
+from mixdq.layers import quant_layers
+from mixdq.metrics import sqnr_db
+
 from conftest import CALIBRATION, PROMPTS, generate
-from mixdq import Allocation, sqnr_db
 
 
 def _uniform(pipe, w, a):
@@ -45,7 +48,7 @@ def test_restore_is_bit_identical_and_gives_back_the_same_modules(pipe):
     mixdq.restore(pipe)
     assert torch.equal(generate(pipe), fp)
     assert all(pipe.unet.get_submodule(n) is m for n, m in originals.items())
-    assert not mixdq.quant_layers(pipe)
+    assert not quant_layers(pipe)
 
 
 def test_prepared_but_unallocated_model_is_bit_identical(sd_pipe):
@@ -60,7 +63,7 @@ def test_flipping_one_layer_reuses_cached_weights(sd_pipe, monkeypatch):
     monkeypatch.setattr(mixdq.layers, "fake_quantize_weight", lambda *a: calls.append(1) or real(*a))
     mixdq.quantize_(sd_pipe, _uniform(sd_pipe, 8, 8), calibration=CALIBRATION)
     base = generate(sd_pipe)
-    n_layers = len(mixdq.quant_layers(sd_pipe))
+    n_layers = len(quant_layers(sd_pipe))
     assert len(calls) == n_layers
     name = "up_blocks.0.attentions.1.transformer_blocks.0.ff.net.2"
     for _ in range(3):
@@ -97,7 +100,7 @@ def test_bos_aware_quantization_tames_the_bos_outlier(pipe):
     with torch.no_grad():
         mixdq.apply_allocation(unet, Allocation())
         ref = unet(*args, **kwargs).sample
-        kv = [n for n in mixdq.quant_layers(unet) if ".attn2.to_k" in n or ".attn2.to_v" in n]
+        kv = [n for n in quant_layers(unet) if ".attn2.to_k" in n or ".attn2.to_v" in n]
         mixdq.apply_allocation(unet, Allocation({n: 8 for n in kv}, {n: 8 for n in kv}))
         on = sqnr_db(ref, unet(*args, **kwargs).sample)
         mixdq.set_bos_aware(unet, False)  # a switch, not a recalibration
@@ -106,7 +109,7 @@ def test_bos_aware_quantization_tames_the_bos_outlier(pipe):
         again = sqnr_db(ref, unet(*args, **kwargs).sample)
     assert on > off + 15, (on, off)
     assert again == on
-    layer = mixdq.quant_layers(unet)[kv[0]]
+    layer = quant_layers(unet)[kv[0]]
     assert layer.observer.range[1] > 10 * layer.observer_no_bos.range[1]  # BOS left out
 
 
@@ -130,7 +133,7 @@ def test_percentile_calibration_gives_narrower_ranges(sd_pipe):
     def ranges(config):
         mixdq.prepare(sd_pipe, config)
         mixdq.calibrate(sd_pipe, CALIBRATION, progress=False)
-        return {n: layer.observer.range for n, layer in mixdq.quant_layers(sd_pipe).items()}
+        return {n: layer.observer.range for n, layer in quant_layers(sd_pipe).items()}
 
     mm = ranges(mixdq.QuantConfig())
     pc = ranges(mixdq.QuantConfig(act=mixdq.ActQuantConfig(observer="percentile", percentile=99.0)))

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from mixdq.config import WEIGHT_BITS, ActQuantConfig, WeightQuantConfig
+from mixdq.bits import WEIGHT_BITS
+from mixdq.config import ActQuantConfig, WeightQuantConfig
 from mixdq.observers import RangeObserver
 from mixdq.quantizers import (
     act_qparams,

@@ -10,8 +10,10 @@ import time
 import pytest
 
 import mixdq
-from conftest import ROOT
+from mixdq.layers import quant_layers
 from mixdq.sensitivity import SweepConfig, journal_path, sweep
+
+from conftest import ROOT
 from tiny_models import PROMPTS, tiny_sd
 
 LAYERS = r"^(conv_in|down_blocks\.1\.attentions\.0\.transformer_blocks\.0\.(attn2\.to_v|ff\.net\.2))$"
@@ -29,7 +31,7 @@ def test_sweep_records_both_metrics_and_more_bits_hurt_less(tmp_path):
     pipe.unet.register_forward_hook(lambda *_: calls.append(1))
     profile = sweep(pipe, CONFIG, tmp_path / "p.json", model_id="tiny-sd", progress=False)
 
-    assert len(profile) == len(mixdq.quant_layers(pipe)) and profile.names[0] == "conv_in"
+    assert len(profile) == len(quant_layers(pipe)) and profile.names[0] == "conv_in"
     layers = probed(profile)
     assert set(layers) == {"conv_in", "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v",
                            "down_blocks.1.attentions.0.transformer_blocks.0.ff.net.2"}

@@ -10,12 +10,12 @@ saved and loaded without pickle, and measured rather than computed.
 from .checkpoint import load_deployed, load_deployed_pipeline, read_manifest, save_deployed
 from .convert import bos_embedding, deploy, deployed_layers
 from .measure import DeployReport, latency, module_bytes, peak_rss_during, report, resident_bytes, weight_bytes
-from .modules import DeployedConv2d, DeployedLayer, DeployedLinear, int8_kernels_available
+from .modules import DeployedConv2d, DeployedLayer, DeployedLinear, LayerSpec, int8_kernels_available
 from .packing import pack, packed_nbytes, unpack
 
 __all__ = [
-    "DeployReport", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "bos_embedding", "deploy",
-    "deployed_layers", "int8_kernels_available", "latency", "load_deployed", "load_deployed_pipeline",
-    "module_bytes", "report", "resident_bytes", "weight_bytes", "pack", "packed_nbytes", "peak_rss_during", "read_manifest",
-    "save_deployed", "unpack",
+    "DeployReport", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "LayerSpec", "bos_embedding",
+    "deploy", "deployed_layers", "int8_kernels_available", "latency", "load_deployed",
+    "load_deployed_pipeline", "module_bytes", "pack", "packed_nbytes", "peak_rss_during", "read_manifest",
+    "report", "resident_bytes", "save_deployed", "unpack", "weight_bytes",
 ]  # fmt: skip

@@ -18,10 +18,9 @@ import torch
 from ..allocation import Allocation
 from ..errors import ConfigError
 from ..layers import unet_of
-from ..quantize import _set_submodule
 from ..serialization import atomic_write_text
 from .convert import deployed_layers
-from .modules import DEPLOYED_CLASSES
+from .modules import DEPLOYED_CLASSES, LayerSpec
 
 FORMAT = "mixdq-deployed"
 VERSION = 1
@@ -40,9 +39,8 @@ def _sha256(path: Path) -> str:
 def save_deployed(model, folder: str | Path, base_model: str | None = None) -> Path:
     """Write the deployed UNet of `model` to `folder`. `base_model` (hub id, folder, or None for
     the embedded model) is where `load_deployed_pipeline` takes the other components from."""
-    from safetensors.torch import save_file
-
     import diffusers
+    from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,7 +64,7 @@ def save_deployed(model, folder: str | Path, base_model: str | None = None) -> P
     manifest = dict(
         format=FORMAT, version=VERSION, base_model=base_model,
         unet_config=json.loads(json.dumps(dict(unet.config), default=list)),
-        allocation=allocation.to_dict(), layers={n: m.spec for n, m in layers.items()},
+        allocation=allocation.to_dict(), layers={n: m.spec.to_dict() for n, m in layers.items()},
         weights={"file": WEIGHTS, "sha256": _sha256(folder / WEIGHTS)},
         versions={"python": platform.python_version(), "torch": torch.__version__,
                   "diffusers": diffusers.__version__},
@@ -111,10 +109,11 @@ def load_deployed(folder: str | Path):
         raise ConfigError(f"{weights} cannot be read as safetensors ({e}); save the model again") from None
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(manifest["unet_config"])
-    for name, spec in manifest["layers"].items():
+    for name, entry in manifest["layers"].items():
+        spec = LayerSpec.from_dict(entry)
         prefix = name + "."
         own = {k[len(prefix):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(prefix)]}
-        _set_submodule(unet, name, DEPLOYED_CLASSES[spec["kind"]](spec, own))
+        unet.set_submodule(name, DEPLOYED_CLASSES[spec.kind](spec, own))
     missing, unexpected = unet.load_state_dict(tensors, strict=False, assign=True)
     left = [n for n, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
     if unexpected or left:

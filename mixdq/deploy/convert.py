@@ -7,9 +7,8 @@ import torch.nn.functional as F
 
 from ..errors import MixDQError
 from ..layers import QuantMixin, require_layers, unet_of
-from ..quantize import _set_submodule
 from ..quantizers import quantize, weight_qparams
-from .modules import DEPLOYED_CLASSES, DeployedLayer, int8_kernels_available
+from .modules import DEPLOYED_CLASSES, DeployedLayer, LayerSpec, int8_kernels_available
 
 
 def bos_embedding(pipe) -> torch.Tensor:
@@ -20,25 +19,29 @@ def bos_embedding(pipe) -> torch.Tensor:
     return embeds[0, 0].float()
 
 
-def layer_spec(layer: QuantMixin, bos: torch.Tensor | None, kernels: bool) -> tuple[dict, dict]:
+def layer_spec(layer: QuantMixin, bos: torch.Tensor | None, kernels: bool) -> tuple[LayerSpec, dict]:
     """The manifest entry and the tensors of one deployed layer."""
     w = layer.weight.detach().float()
     wbits, abits = layer.weight_bits, layer.act_bits
     kind = "Conv2d" if w.dim() == 4 else "Linear"
-    spec: dict = dict(layer=layer.layer_name, kind=kind, weight_bits=wbits, act_bits=abits,
-                      weight_shape=list(w.shape), bos=bool(layer.bos_active))
     tensors: dict[str, torch.Tensor] = {}
     if layer.bias is not None:
         tensors["bias"] = layer.bias.detach().float()
+    geometry, act = {}, {}
     if kind == "Conv2d":
         if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
             raise MixDQError(f"{layer.layer_name}: only zero padding given as numbers can be deployed")
-        spec.update(stride=list(layer.stride), padding=list(layer.padding),
-                    dilation=list(layer.dilation), groups=layer.groups)
+        geometry = dict(stride=tuple(layer.stride), padding=tuple(layer.padding),
+                        dilation=tuple(layer.dilation), groups=layer.groups)
     if abits is not None:
         qp = layer.act_qparams(abits)
-        spec.update(act_scale=float(qp.scale), act_zero_point=int(qp.zero_point), act_qmin=qp.qmin, act_qmax=qp.qmax)
-    if spec["bos"]:
+        act = dict(act_scale=float(qp.scale), act_zero_point=int(qp.zero_point), act_qmin=qp.qmin, act_qmax=qp.qmax)
+    use_int8 = (kernels and wbits == 8 and abits == 8 and layer.config.weight.symmetric
+                and int8_kernels_available())
+    spec = LayerSpec(layer=layer.layer_name, kind=kind, weight_bits=wbits, act_bits=abits,
+                     weight_shape=tuple(w.shape), bos=bool(layer.bos_active),
+                     kernel="int8" if use_int8 else None, **geometry, **act)
+    if spec.bos:
         if bos is None:
             raise MixDQError(f"{layer.layer_name} is BOS-aware: deploy the pipeline (not the bare UNet) "
                              "or pass bos=mixdq.deploy.bos_embedding(pipe)")
@@ -50,10 +53,7 @@ def layer_spec(layer: QuantMixin, bos: torch.Tensor | None, kernels: bool) -> tu
     codes = quantize(w, qp)  # the simulated layer's codes, exactly
     out = w.shape[0]
     tensors["weight_scale"] = qp.scale.reshape(out).float()
-    use_int8 = (kernels and wbits == 8 and abits == 8 and layer.config.weight.symmetric
-                and int8_kernels_available())
     if use_int8:
-        spec["kernel"] = "int8"
         tensors["weight_codes"] = codes.to(torch.int8)  # symmetric: zero-point 0, not stored
     else:
         from .packing import PACKED_BITS, pack
@@ -69,7 +69,7 @@ def deploy(pipe, *, kernels: bool = True, bos: torch.Tensor | None = None):
     """Replace every prepared layer of `pipe`'s UNet by its deployed form, under the allocation
     and calibration it has now. The float weights of quantized layers are released.
     `kernels=False` keeps W8A8 layers on the dequantize-on-the-fly path (for comparisons)."""
-    layers = require_layers(pipe)
+    layers = require_layers(pipe, "deploy")
     unet = unet_of(pipe)
     needs_bos = any(layer.bos_active for layer in layers.values())
     if bos is None and needs_bos and hasattr(pipe, "encode_prompt"):
@@ -77,7 +77,7 @@ def deploy(pipe, *, kernels: bool = True, bos: torch.Tensor | None = None):
     with torch.no_grad():
         for name, layer in layers.items():
             spec, tensors = layer_spec(layer, bos, kernels)
-            _set_submodule(unet, name, DEPLOYED_CLASSES[spec["kind"]](spec, tensors))
+            unet.set_submodule(name, DEPLOYED_CLASSES[spec.kind](spec, tensors))
     return pipe
 
 
