@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import torch
+from machine import describe
 
 import mixdq
 from mixdq.deploy import deploy, deployed_layers, report
@@ -108,6 +109,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(*args.child, args.threads)
+    torch.set_num_threads(args.threads)
+    print(describe())
     for model in args.models.split(","):
         results = {}
         for setting in SETTINGS:

@@ -40,6 +40,7 @@ from .mixdq_mode import plan_mixdq
 from .models import (
     ARCHITECTURES,
     GenerationDefaults,
+    fork_pipeline,
     generation_defaults,
     load_inventory,
     load_pipeline,
@@ -65,6 +66,7 @@ logs.silence_import_noise()
 __all__ = [
     # models: where pipelines, layers and sampling settings come from
     "ARCHITECTURES", "GenerationDefaults", "GroupRule", "Inventory", "LayerInfo", "build_inventory",
+    "fork_pipeline",
     "generation_defaults", "load_inventory", "load_pipeline", "load_unet_config",
     "PromptCheck", "PromptWarning", "check_prompt", "known_words",
     # configs and allocations: data

@@ -50,11 +50,6 @@ def format_bits(bits: Bits) -> str:
     return FP if bits is None else str(bits)
 
 
-def nominal_bits(bits: Bits, fp_bits: int = FP_BITS) -> int:
-    """The bits a layer counts as: floating point is `fp_bits`."""
-    return fp_bits if bits is None else bits
-
-
 def bits_choices(kind: Kind) -> list[str]:
     """Every choice as text, widest first, floating point first of all (menus and CLI choices)."""
     return [FP, *map(str, sorted(supported_bits(kind), reverse=True))]

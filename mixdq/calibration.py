@@ -12,6 +12,7 @@ from .config import CalibrationConfig
 from .generation import quiet_progress
 from .layers import Model, require_layers
 from .logs import quiet_prompt_noise
+from .prompts import warn_about_prompts
 
 
 @contextmanager
@@ -36,6 +37,7 @@ def calibrate(pipe, calibration: CalibrationConfig = CalibrationConfig(), progre
     prompts = list(calibration.prompts)
     batches = [prompts[i : i + calibration.batch_size] for i in range(0, len(prompts), calibration.batch_size)]
     with quiet_progress(pipe), quiet_prompt_noise(pipe), calibrating(pipe), torch.no_grad():  # one bar over batches
+        warn_about_prompts(pipe, prompts)  # once the model is known to be calibratable
         for i, batch in enumerate(tqdm(batches, desc="calibrating", disable=not progress)):
             pipe(
                 prompt=batch,

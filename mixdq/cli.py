@@ -18,10 +18,10 @@ from .memory import memory_report
 from .models import ARCHITECTURES, generation_defaults, load_inventory
 
 MODEL_HELP = (
-    f"{', '.join(ARCHITECTURES)} (full-size architecture from its shipped config, no weights), "
-    "a Hugging Face hub id, or a local diffusers folder; default: the embedded model"
+    "a Hugging Face hub id, a local diffusers folder, or an architecture name "
+    f"({', '.join(ARCHITECTURES)}: its shipped config, where no weights are needed, else its hub id); "
+    "default: the embedded model"
 )
-PIPELINE_HELP = "a Hugging Face hub id or a local diffusers folder; default: the embedded model"
 
 
 def _weight_config(args) -> WeightQuantConfig:
@@ -219,14 +219,13 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     def parent() -> argparse.ArgumentParser:
         return argparse.ArgumentParser(add_help=False)
 
-    shape = parent()  # a model whose layers are inventoried from configs (architectures allowed)
-    shape.add_argument("model", nargs="?", default=None, metavar="MODEL", help=MODEL_HELP)
+    model = parent()
+    model.add_argument("model", nargs="?", default=None, metavar="MODEL", help=MODEL_HELP)
+
+    shape = parent()  # commands that read the UNet's layers from its config alone
     shape.add_argument("--latent-size", type=int, default=None,
                        help="latent height/width (default: the UNet's sample_size)")
     shape.add_argument("--json", action="store_true", help="print JSON")
-
-    pipeline = parent()  # a model that is loaded with its weights
-    pipeline.add_argument("model", nargs="?", default=None, metavar="MODEL", help=PIPELINE_HELP)
 
     prompts = parent()
     prompts.add_argument("--prompts", metavar="FILE", help="text file, one prompt per line (default: "
@@ -238,7 +237,7 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     asymmetric = parent()
     asymmetric.add_argument("--asymmetric", action="store_true",
                             help="asymmetric weights: a zero-point per channel (no int8 kernels)")
-    return dict(shape=shape, pipeline=pipeline, prompts=prompts, asymmetric=asymmetric)
+    return dict(model=model, shape=shape, prompts=prompts, asymmetric=asymmetric)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,9 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    command("inventory", cmd_inventory, "list every quantizable layer of a UNet", ["shape"])
+    command("inventory", cmd_inventory, "list every quantizable layer of a UNet", ["model", "shape"])
 
-    p = command("memory", cmd_memory, "weight and activation memory of an allocation", ["shape", "asymmetric"])
+    p = command("memory", cmd_memory, "weight and activation memory of an allocation", ["model", "shape", "asymmetric"])
     p.add_argument("--weight-bits", default="8", choices=bits_choices("weight"),
                    help="uniform weight bits (default 8)")
     p.add_argument("--act-bits", default="8", choices=bits_choices("activation"),
@@ -267,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "sensitivity", cmd_sensitivity,
         "measure every layer at every bit-width (SSIM and SQNR) and write a profile",
-        ["pipeline", "prompts", "asymmetric"],
+        ["model", "prompts", "asymmetric"],
         description="Quantize one layer at a time and compare with the floating-point run. "
         "Interrupted runs resume from PROFILE.partial.jsonl when started again with the same "
         "arguments.",
@@ -325,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="also save the allocation (JSON, or .yaml for MixDQ)")
 
     p = command("deploy", cmd_deploy, "make a really low-bit UNet from an allocation and save it",
-                ["pipeline", "prompts", "asymmetric"])
+                ["model", "prompts", "asymmetric"])
     p.add_argument("--allocation", required=True, metavar="FILE", help="allocation JSON (or MixDQ weight YAML)")
     p.add_argument("-o", "--output", required=True, metavar="FOLDER")
     return parser

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .bits import Bits, Kind, parse_bits
+from .bits import KINDS, Bits, Kind, check_bits, parse_bits
 from .errors import ConfigError
 from .inventory import GROUPS, Group, strip_prefix
 from .profile import METRICS, Metric
@@ -128,7 +128,8 @@ class PlanConfig(JsonConfig):
     content. `weight_candidates` / `act_candidates`: allowed bit-widths per group (absent: every
     measured one). `allow_fp`: floating point (16-bit) is also a choice for every layer.
     `weight_locks` / `act_locks`: layer -> bits or "fp", fixed whatever the budget.
-    `symmetric`: whether scale bytes include a zero-point per channel (as `WeightQuantConfig`).
+    `weight`: how weights are stored, as given to `quantize_` (asymmetric: a zero-point per
+    channel beside each scale, which the byte budget counts).
     """
 
     metric: Mapping[Group, Metric] = field(default_factory=lambda: {"content": "ssim", "quality": "sqnr"})
@@ -155,6 +156,9 @@ class PlanConfig(JsonConfig):
             object.__setattr__(self, name, FrozenMap(frozen))
         for name in ("metric", "weight_locks", "act_locks"):
             object.__setattr__(self, name, FrozenMap(getattr(self, name)))
+        for kind in KINDS:
+            for layer, bits in self.locks(kind).items():
+                check_bits(kind, bits, layer)
 
     def metric_of(self, group: Group) -> Metric:
         return self.metric.get(group, "ssim" if group == "content" else "sqnr")
@@ -165,4 +169,4 @@ class PlanConfig(JsonConfig):
     def locks(self, kind: Kind) -> dict[str, Bits]:
         """Locks of `kind` by bare layer name (no `model.` prefix), "fp" as None."""
         raw = self.weight_locks if kind == "weight" else self.act_locks
-        return {strip_prefix(name): parse_bits(b) for name, b in raw.items()}
+        return {strip_prefix(name): parse_bits(b, kind) for name, b in raw.items()}

@@ -44,6 +44,10 @@ class DamageTable:
     measured: np.ndarray
     allowed: np.ndarray
 
+    def __post_init__(self):
+        for array in (self.damage, self.measured, self.allowed):
+            array.setflags(write=False)
+
     def option(self, bits: Bits) -> int:
         return self.options.index(bits)
 

@@ -2,7 +2,8 @@
 
 Only exact messages are dropped, and the prompt-length ones only inside our own calls (where
 `prompts.warn_about_prompts` says the same thing once, in words that apply to the model): a
-plain `pipe(...)` outside mixdq still gets diffusers' and transformers' own warnings.
+plain `pipe(...)` outside mixdq still gets diffusers' truncation warning (transformers gives its
+"sequence length" warning once per tokenizer, so one dropped inside our calls is not repeated).
 """
 
 from __future__ import annotations

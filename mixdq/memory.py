@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .allocation import Allocation
-from .bits import FP_BITS, Bits, nominal_bits
+from .bits import FP_BITS, Bits
 from .config import WeightQuantConfig
 from .inventory import Inventory
 
@@ -36,6 +36,13 @@ def packed_weight_bytes(params, out_channels, bits, symmetric: bool = True, fp_b
     payload = np.asarray(params, float) * np.where(quantized, b, fp_bits) / 8
     out = payload + np.asarray(out_channels, float) * per_channel * quantized
     return float(out) if out.ndim == 0 else out
+
+
+def average_bits(bits, sizes, fp_bits: int = FP_BITS) -> float:
+    """Size-weighted average of per-layer bits (None: floating point, counted as `fp_bits`)."""
+    sizes = np.asarray(sizes, float)
+    nominal = np.nan_to_num(bits_array(bits), nan=fp_bits)
+    return float((nominal * sizes).sum() / max(sizes.sum(), 1.0))
 
 
 def packed_act_bytes(elements, bits: Bits, fp_bits: int = FP_BITS) -> float:
@@ -94,7 +101,6 @@ def memory_report(
     acts = sum(layer.act_elements for layer in inventory)
     wbits = {layer.name: allocation.weight_bits(layer.name) for layer in inventory}
     abits = {layer.name: allocation.act_bits(layer.name) for layer in inventory}
-    nominal = lambda b: nominal_bits(b, fp_bits)  # noqa: E731
     return MemoryReport(
         layers=len(inventory),
         weight_params=params,
@@ -104,10 +110,9 @@ def memory_report(
         ),
         weight_bytes_fp16=params * 2.0,
         weight_bytes_fp32=params * 4.0,
-        avg_weight_bits=sum(nominal(wbits[layer.name]) * layer.params for layer in inventory) / params,
+        avg_weight_bits=average_bits(wbits.values(), [layer.params for layer in inventory], fp_bits),
         act_elements=acts,
         act_bytes=sum(packed_act_bytes(layer.act_elements, abits[layer.name], fp_bits) for layer in inventory),
         act_bytes_fp16=acts * 2.0,
-        avg_act_bits=sum(nominal(abits[layer.name]) * layer.act_elements for layer in inventory)
-        / max(acts, 1),
+        avg_act_bits=average_bits(abits.values(), [layer.act_elements for layer in inventory], fp_bits),
     )

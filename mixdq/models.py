@@ -6,6 +6,8 @@ Loading never runs code from the model (no `trust_remote_code`) and reads safete
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import re
 import socket
@@ -72,7 +74,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                      GenerationDefaults(1, 0.0, 512, 512)),
         Architecture("sd-turbo", "stabilityai/sd-turbo", "StableDiffusionPipeline",
                      GenerationDefaults(1, 0.0, 512, 512)),
-        # SD 1.5 with LCM-LoRA fused in (latent-consistency/lcm-lora-sdv1-5): 4 steps, no guidance
+        # SD 1.5 is here for LCM-LoRA (MixDQ's third model: latent-consistency/lcm-lora-sdv1-5),
+        # which samples in 4 steps without guidance once fused (pipe.load_lora_weights(...);
+        # pipe.fuse_lora()); plain SD 1.5 wants ~25 steps with guidance 7.5
         Architecture("sd-1.5", "stable-diffusion-v1-5/stable-diffusion-v1-5", "StableDiffusionPipeline",
                      GenerationDefaults(4, 1.0, 512, 512)),
     )
@@ -242,3 +246,19 @@ def load_pipeline(spec: str | None = None, *, dtype: torch.dtype = torch.float32
             f"'{spec}' is a {type(pipe).__name__}; mixdq supports {', '.join(SUPPORTED_PIPELINES)}"
         )
     return pipe
+
+
+def fork_pipeline(pipe):
+    """A second pipeline with its own copy of the UNet (and of the scheduler, whose state changes
+    each call) that shares the text encoders, tokenizers and VAE, which mixdq's verbs never touch:
+    so two allocations of one model can be held, and run, at once."""
+    kwargs = {**pipe.components, "unet": copy.deepcopy(pipe.unet),
+              "scheduler": type(pipe.scheduler).from_config(pipe.scheduler.config)}
+    # settings that live in the config only (SD's requires_safety_checker, SDXL's
+    # force_zeros_for_empty_prompt, ...): the constructor's defaults would differ, and warn
+    for name in inspect.signature(type(pipe).__init__).parameters:
+        if name not in kwargs and name in pipe.config:
+            kwargs[name] = pipe.config[name]
+    fork = type(pipe)(**kwargs)
+    fork.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    return fork

@@ -21,7 +21,7 @@ from .bits import FP_BITS, Bits, Kind
 from .config import PlanConfig
 from .damage import DamageTable, damage_table
 from .errors import ConfigError, InfeasibleBudgetError
-from .memory import bits_array, packed_weight_bytes
+from .memory import average_bits, bits_array, packed_weight_bytes
 from .profile import Profile
 from .solver import Frontier, Knapsack, solve_exact
 
@@ -135,12 +135,12 @@ class Planner:
         return Plan(
             allocation=allocation,
             layers=tuple(self.profile.names),
-            avg_bits=_average(wbits, self.params),
+            avg_bits=average_bits(wbits, self.params),
             weight_mb=float(weight_bytes.sum() / 1e6),
             damage=weight_damage + act_damage,
             weight_damage=weight_damage,
             act_damage=act_damage,
-            act_avg_bits=_average(abits, self.act_elements) if with_acts else None,
+            act_avg_bits=average_bits(abits, self.act_elements) if with_acts else None,
             exact=exact,
             solve_ms=solve_ms,
         )
@@ -164,12 +164,6 @@ class Planner:
         else:
             df.insert(0, "avg_bits", cost / self.size(kind).sum())
         return df
-
-
-def _average(bits: list[Bits], size: np.ndarray) -> float:
-    """Size-weighted average bits, floating point counting `FP_BITS`."""
-    nominal = np.nan_to_num(bits_array(bits), nan=FP_BITS)
-    return float((nominal * size).sum() / size.sum())
 
 
 __all__ = ["Plan", "Planner"]

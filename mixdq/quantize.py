@@ -44,8 +44,8 @@ def prepare(model: Model, config: QuantConfig | None = None) -> Model:
     return model
 
 
-def quant_config(model: Model) -> QuantConfig:
-    return next(iter(require_layers(model, "quant_config").values())).config
+def quant_config(model: Model, verb: str = "quant_config") -> QuantConfig:
+    return next(iter(require_layers(model, verb).values())).config
 
 
 def is_calibrated(model: Model) -> bool:
@@ -55,7 +55,7 @@ def is_calibrated(model: Model) -> bool:
 
 def set_bos_aware(model: Model, enabled: bool) -> Model:
     """Switch BOS-aware text-embedding quantization on or off; no recalibration needed."""
-    return prepare(model, replace(quant_config(model), bos_aware=enabled))
+    return prepare(model, replace(quant_config(model, "set_bos_aware"), bos_aware=enabled))
 
 
 def _checked(layer: QuantMixin, weight: object, act: object) -> tuple[Bits, Bits]:

@@ -49,6 +49,10 @@ class FrozenMap(Mapping[K, V]):
     def __repr__(self) -> str:
         return f"FrozenMap({self._data!r})"
 
+    def __reduce__(self):
+        # never carry the cached hash: string hashes differ between processes
+        return (FrozenMap, (self._data,))
+
 
 def to_jsonable(obj: Any) -> Any:
     """Plain JSON data for a (nested) dataclass: tuples become lists."""

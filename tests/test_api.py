@@ -5,6 +5,7 @@ import sys
 import warnings
 
 import pytest
+import torch
 
 import mixdq
 from mixdq import Allocation, PlanConfig, Planner, plan_mixdq
@@ -118,3 +119,20 @@ def test_prompt_warning_is_a_warning_category_users_can_filter():
         mixdq.generate_images(pipe, ["a small red circle"], **d.as_kwargs())
         mixdq.generate_images(pipe, ["a purple zebra"], **d.as_kwargs())
     assert [w.category for w in caught] == [mixdq.PromptWarning]
+
+
+def test_a_fork_holds_a_second_allocation_sharing_text_encoder_and_vae():
+    pipe = mixdq.load_pipeline()
+    fork = mixdq.fork_pipeline(pipe)
+    assert fork.text_encoder is pipe.text_encoder and fork.vae is pipe.vae and fork.tokenizer is pipe.tokenizer
+    assert fork.unet is not pipe.unet and fork.scheduler is not pipe.scheduler
+    names = mixdq.build_inventory(pipe.unet).names
+    d = mixdq.generation_defaults()
+    prompts = ["a small red circle on the left, white background"]
+    before = mixdq.generate_images(pipe, prompts, **d.as_kwargs())
+    mixdq.quantize_(fork, Allocation.uniform(names, weight=2))
+    assert torch.equal(mixdq.generate_images(pipe, prompts, **d.as_kwargs()), before)  # untouched
+    mixdq.quantize_(pipe, Allocation.uniform(names, weight=8))
+    assert mixdq.current_allocation(fork) == Allocation.uniform(names, weight=2)
+    w2, w8 = (mixdq.generate_images(p, prompts, **d.as_kwargs()) for p in (fork, pipe))
+    assert (w2 - before).abs().mean() > 5 * (w8 - before).abs().mean()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..bos import split_bos
 from ..errors import MixDQError
 from ..layers import QuantMixin, require_layers, unet_of
 from ..quantizers import quantize, weight_qparams
@@ -16,7 +17,7 @@ def bos_embedding(pipe) -> torch.Tensor:
     with torch.no_grad():
         embeds = pipe.encode_prompt(prompt="", device=pipe.device, num_images_per_prompt=1,
                                     do_classifier_free_guidance=False)[0]
-    return embeds[0, 0].float()
+    return split_bos(embeds)[0][0, 0].float()
 
 
 def layer_spec(layer: QuantMixin, bos: torch.Tensor | None, kernels: bool) -> tuple[LayerSpec, dict]:

@@ -1,0 +1,26 @@
+"""What machine a benchmark ran on: speed ratios depend on the CPU's vector extensions (bf16 is
+slow without AVX-512 BF16; int8 kernels gain most with VNNI), so every bench prints this first."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def _cpuinfo(key: str) -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "")
+
+
+def describe() -> str:
+    flags = set(_cpuinfo("flags").split())
+    return (f"machine: {_cpuinfo('model name') or platform.machine()}, {torch.get_num_threads()} torch threads, "
+            f"CPU flags: {' '.join(f for f in FLAGS if f in flags) or 'none of ' + ', '.join(FLAGS)}, "
+            f"torch {torch.__version__}")
