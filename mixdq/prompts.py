@@ -32,18 +32,16 @@ def _vocabulary(tokenizer) -> frozenset[str] | None:
 
 
 def _tokenizer(model):
-    if model is None:
-        from transformers import CLIPTokenizer
-
-        from .models import EMBEDDED_DIR
-
-        return _embedded_tokenizer(str(EMBEDDED_DIR / "tokenizer"), CLIPTokenizer)
-    return getattr(model, "tokenizer", model)
+    return _embedded_tokenizer() if model is None else getattr(model, "tokenizer", model)
 
 
 @lru_cache(maxsize=1)
-def _embedded_tokenizer(folder: str, cls):
-    return cls.from_pretrained(folder)
+def _embedded_tokenizer():
+    from transformers import CLIPTokenizer
+
+    from .models import EMBEDDED_DIR
+
+    return CLIPTokenizer.from_pretrained(EMBEDDED_DIR / "tokenizer")
 
 
 def known_words(model=None) -> frozenset[str] | None:
