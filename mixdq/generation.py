@@ -23,11 +23,14 @@ def quiet_progress(pipe) -> Iterator[None]:
         pipe._progress_bar_config = saved
 
 
-def generate_images(pipe, prompts: list[str], first_seed: int = 0, batch_size: int = 32, **kwargs) -> torch.Tensor:
+def generate_images(pipe, prompts: list[str], first_seed: int = 0, batch_size: int = 32,
+                    check_prompts: bool = True, **kwargs) -> torch.Tensor:
     """N x 3 x H x W images in [-1, 1]; prompt i is sampled with seed `first_seed + i`,
     whatever the batching. `kwargs` go to the pipeline call (steps, guidance, size).
-    A prompt the model cannot read in full gets one `PromptWarning` saying what is lost."""
-    warn_about_prompts(pipe, prompts)
+    A prompt the model cannot read in full gets one `PromptWarning` saying what is lost
+    (`check_prompts=False` for callers that run the same prompts many times and checked them)."""
+    if check_prompts:
+        warn_about_prompts(pipe, prompts)
     out = []
     with quiet_prompt_noise(pipe):
         for start in range(0, len(prompts), batch_size):
