@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from machine import describe
+from machine import start
 
 import mixdq
 from mixdq import PlanConfig, Planner, plan_mixdq
@@ -49,8 +48,7 @@ def main() -> None:
     parser.add_argument("--captions", type=int, default=128)
     parser.add_argument("--bits", default="2.5,3,4,8")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    print(describe())
+    start(1)
 
     pipe = mixdq.load_pipeline()
     pipe.set_progress_bar_config(disable=True)

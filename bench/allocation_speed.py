@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe
+from machine import start
 
 import mixdq
 from mixdq import PlanConfig, Planner
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, default=60)
     parser.add_argument("--no-sweep", action="store_true")
     args = parser.parse_args()
-    print(describe())
+    start(2)  # the machine's cores; the solvers are single-threaded anyway
     solver_speed(args.budgets)
     if args.no_sweep:
         meta = mixdq.Profile.load(ASSETS / "profiles" / "embedded.json").meta

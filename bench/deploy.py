@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import torch
-from machine import describe
+from machine import start
 
 import mixdq
 from mixdq.deploy import deploy, deployed_layers, report
@@ -109,8 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(*args.child, args.threads)
-    torch.set_num_threads(args.threads)
-    print(describe())
+    start(args.threads)
     for model in args.models.split(","):
         results = {}
         for setting in SETTINGS:

@@ -15,7 +15,7 @@ import statistics
 import time
 
 import torch
-from machine import describe
+from machine import start
 
 import mixdq
 from mixdq.generation import generate_images
@@ -40,8 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--captions", type=int, default=128)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    print(describe())
+    start(1)
     pipe = mixdq.load_pipeline()
     pipe.set_progress_bar_config(disable=True)
     clf = AttributeClassifier.load(EMBEDDED_CLASSIFIER_DIR)

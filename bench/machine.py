@@ -24,3 +24,9 @@ def describe() -> str:
     return (f"machine: {_cpuinfo('model name') or platform.machine()}, {torch.get_num_threads()} torch threads, "
             f"CPU flags: {' '.join(f for f in FLAGS if f in flags) or 'none of ' + ', '.join(FLAGS)}, "
             f"torch {torch.__version__}")
+
+
+def start(threads: int) -> None:
+    """Every bench begins here: a fixed thread count, and the machine printed beside the figures."""
+    torch.set_num_threads(threads)
+    print(describe())

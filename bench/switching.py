@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 import torch
-from machine import describe
+from machine import start
 
 import mixdq
 from mixdq.inventory import meta_unet
@@ -32,8 +32,7 @@ def best_of(fn, repeat=5, number=1) -> float:
 
 
 def main() -> None:
-    torch.set_num_threads(1)
-    print(describe())
+    start(1)
     torch.manual_seed(0)
 
     linear = torch.nn.Linear(1280, 10240)

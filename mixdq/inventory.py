@@ -44,6 +44,41 @@ MIXDQ_RULE = GroupRule()
 
 
 @dataclass(frozen=True)
+class Position:
+    """Where a layer sits in the UNet, for drawing it: `place` is the unit it belongs to
+    ("down1.attn0.tb1", "mid.res0", "up2.upsample", "conv_in"), `role` what it does there
+    ("attn2.to_k", "conv1", "proj_in", "stem" for the layers outside the blocks), and `order`
+    sorts places along the forward pass."""
+
+    place: str
+    role: str
+    order: tuple
+
+
+_UNIT = {"resnets": ("res", 0), "attentions": ("attn", 1), "downsamplers": ("downsample", 2),
+         "upsamplers": ("upsample", 2)}
+
+
+def position(name: str) -> Position:
+    p = _place(strip_prefix(name))
+    if p["block"] not in ("down", "mid", "up"):  # conv_in, time/add embeddings, conv_out
+        stage = 4 if p["layer_type"].startswith("conv_out") else 0
+        first = ("conv_in", "time_embedding", "add_embedding")
+        rank = first.index(p["block"]) if p["block"] in first else len(first)
+        return Position(strip_prefix(name), "stem", (stage, rank, 0, 0, 0, name))
+    block = p["block"] if p["block"] == "mid" else f"{p['block']}{p['block_index']}"
+    unit, rank = _UNIT.get(p["unit"], (p["unit"] or "", 3))
+    place = block + (f".{unit}{p['unit_index']}" if unit not in ("downsample", "upsample") else f".{unit}")
+    if p["transformer_block"] is not None:
+        place += f".tb{p['transformer_block']}"
+    role = "conv" if unit in ("downsample", "upsample") else p["layer_type"]
+    stage = {"down": 1, "mid": 2, "up": 3}[p["block"]]
+    tb = -1 if p["transformer_block"] is None else p["transformer_block"]
+    unit_index = 99 if rank == 2 else p["unit_index"] or 0  # a sampler ends its block
+    return Position(place, role, (stage, p["block_index"] or 0, unit_index, rank, tb, ""))
+
+
+@dataclass(frozen=True)
 class LayerInfo:
     name: str
     kind: Literal["Linear", "Conv2d"]

@@ -1,23 +1,170 @@
+"""The studio through its API, as a notebook user or script would call it (gradio_client against a
+launched server), and its plain view functions without a server."""
+
+import threading
+
+import numpy as np
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
+from PIL import Image
 
+import mixdq
+from app import views
+from app.session import default_models
 from app.studio import build_demo
+
+PROMPT = "a large red circle on the left, white background"
 
 
 @pytest.fixture(scope="module")
-def client():
-    demo = build_demo()
+def models():
+    return default_models()
+
+
+@pytest.fixture(scope="module")
+def client(models):
+    demo = build_demo(models)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     yield Client(demo.local_url, verbose=False)
     demo.close()
 
 
-def test_studio_serves_the_inventory_of_full_size_architectures(client):
+def _pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_allocate_fits_the_budget_and_less_budget_never_helps(client):
+    plans = [client.predict("sdxl-turbo", bits, 0.5, api_name="/allocate") for bits in (6.0, 4.5, 3.0)]
+    for bits, plan in zip((6.0, 4.5, 3.0), plans):
+        assert plan["avg_bits"] <= bits + 1e-9 and len(plan["weights"]) == 794
+        assert set(plan) >= {"weights", "avg_bits", "weight_mb", "damage"}
+    for more, less in zip(plans, plans[1:]):
+        assert less["weight_mb"] <= more["weight_mb"] and less["damage"] >= more["damage"]
+    embedded = client.predict("embedded", 4.0, 0.5, api_name="/allocate")
+    assert len(embedded["weights"]) == 132 and embedded["avg_bits"] <= 4.0 + 1e-9
+
+
+def test_compare_returns_two_64px_images_and_metrics(client):
+    fp, q, metrics = client.predict(PROMPT, 0, 4.0, api_name="/compare")
+    assert _pixels(fp).shape == _pixels(q).shape == (64, 64, 3)
+    assert metrics["psnr_db"] > 25 and 0.9 < metrics["ssim"] <= 1
+    assert metrics["alignment_fp"] == 1.0 and metrics["avg_bits"] <= 4.0 + 1e-9
+    _, q2, low = client.predict(PROMPT, 0, 2.2, api_name="/compare")
+    assert low["psnr_db"] < metrics["psnr_db"]  # fewer bits, further from FP
+
+
+def test_concurrent_clients_each_get_their_own_allocations_image(client, models):
+    budgets = (2.2, 6.0)
+    serial = {b: _pixels(client.predict(PROMPT, 3, b, api_name="/compare")[1]) for b in budgets}
+    assert not np.array_equal(serial[2.2], serial[6.0])
+    results, errors = {}, []
+
+    def call(bits):
+        try:
+            c = Client(client.src, verbose=False)
+            results[bits] = [_pixels(c.predict(PROMPT, 3, bits, api_name="/compare")[1]) for _ in range(3)]
+        except Exception as e:  # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=call, args=(b,)) for b in budgets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    for b in budgets:
+        assert all(np.array_equal(img, serial[b]) for img in results[b])
+
+
+@pytest.mark.parametrize("args, message", [
+    (("", 0, 4.0), "prompt is empty"),
+    (("a purple zebra", 0, 4.0), "never saw 'zebra'"),
+    ((PROMPT, -5, 4.0), "seed must be a whole number"),
+    ((PROMPT, 0, 0.5), "below the smallest feasible"),
+])
+def test_bad_compare_inputs_are_messages_and_the_next_request_works(client, args, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, api_name="/compare")
+    fp, _, _ = client.predict(PROMPT, 0, 4.0, api_name="/compare")
+    assert _pixels(fp).shape == (64, 64, 3)
+
+
+def test_allocate_names_what_is_missing(client):
+    with pytest.raises(AppError, match="no sensitivity profile for sd-turbo"):
+        client.predict("sd-turbo", 4.0, 0.5, api_name="/allocate")
+    with pytest.raises(AppError, match="unknown model"):
+        client.predict("nope", 4.0, 0.5, api_name="/allocate")
+
+
+def test_studio_still_serves_the_inventory_of_full_size_architectures(client):
     table, summary = client.predict("sdxl-turbo", "8", "8", api_name="/inventory")
-    assert len(table["data"]) == 794
-    assert table["headers"][:3] == ["name", "kind", "group"]
-    assert "794 layers" in summary and "0.501x FP16" in summary
-    table, summary = client.predict("sd-turbo", "4", "fp", api_name="/inventory")
-    assert len(table["data"]) == 282 and "W4Afp" in summary
-    table, summary = client.predict("embedded", "8", "8", api_name="/inventory")
-    assert "embedded" in summary and any("attn2.to_k" in row[0] for row in table["data"])
+    assert len(table["data"]) == 794 and "0.501x FP16" in summary
+
+
+# --- the views, without a server -----------------------------------------------------------
+
+
+def test_locks_hold_and_unknown_locks_are_named(models):
+    entry = models["sdxl-turbo"]
+    name = "up_blocks.0.attentions.0.transformer_blocks.0.ff.net.2"
+    controls = views.Controls(locks=((name, "fp"), ("conv_in", "2")))
+    for frac in (0.1, 0.5, 0.9):
+        lo, hi = views.budget_range(entry, controls)
+        plan = views.solve(entry, controls, lo + frac * (hi - lo))
+        assert plan.allocation.weight_bits(name) is None and plan.allocation.weight_bits("conv_in") == 2
+    with pytest.raises(mixdq.UnknownLayerError, match="did you mean 'conv_in'"):
+        views.solve(entry, views.Controls(locks=(("conv_inn", "8"),)), 2000)
+
+
+def test_budget_range_spans_the_frontier_and_summary_reads(models):
+    entry = models["embedded"]
+    lo, hi = views.budget_range(entry, views.Controls())
+    assert 0 < lo < hi
+    plan = views.solve(entry, views.Controls(act_bits=6.0), (lo + hi) / 2)
+    text = views.plan_summary(entry, plan, views.solve(entry, views.Controls(act_bits=6.0), (lo + hi) / 2, exact=True))
+    assert "MB of UNet weights" in text and "x FP16" in text and "above the optimum" in text
+    assert plan.act_avg_bits <= 6.0 + 1e-9
+
+
+def test_sensitivity_frame_marks_unmeasured_layers(models):
+    profile = models["sdxl-turbo"].profile
+    frame = views.damage_frame(profile, "weight", {"content": "ssim", "quality": "ssim"}, 4)
+    # MixDQ published SSIM for content layers only
+    assert frame[frame.group == "quality"]["damage"].isna().all()
+    assert frame[frame.group == "content"]["damage"].notna().all()
+    top = views.most_sensitive(views.damage_frame(profile, "weight", {"content": "ssim", "quality": "sqnr"}, 2))
+    assert list(top["damage"]) == sorted(top["damage"], reverse=True)
+
+
+def _app_main():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("app_main", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_app_py_follows_the_spaces_conventions(monkeypatch):
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    main = _app_main()
+    args = main.parse_args([])
+    assert (args.host, args.port) == ("0.0.0.0", 7999)
+    args = main.parse_args(["--host", "127.0.0.1", "--port", "8001"])  # an explicit flag wins
+    assert (args.host, args.port) == ("127.0.0.1", 8001)
+    models, default = main.models_for(main.parse_args(["--model", "stabilityai/sdxl-turbo"]))
+    assert default == "sdxl-turbo" and set(models) == {"embedded", "sdxl-turbo"}
+    with pytest.raises(mixdq.ConfigError, match="mixdq sensitivity sd-turbo"):
+        main.models_for(main.parse_args(["--model", "sd-turbo"]))
+
+
+def test_readme_is_a_gradio_space():
+    from conftest import ROOT
+
+    front = (ROOT / "README.md").read_text().split("---")[1]
+    for key in ("sdk: gradio", "sdk_version: 6.31.0", "app_file: app.py", "python_version:", "short_description:"):
+        assert key in front

@@ -1,5 +1,7 @@
-"""The studio in a real browser: Debian's chromium, driven by playwright (never `playwright install`)."""
+"""The studio in a real browser: Debian's chromium, driven by playwright (never `playwright install`).
+Screenshots go to out/screenshots/ (what a person would see, for a look after a run)."""
 
+import re
 import shutil
 
 import pytest
@@ -7,31 +9,85 @@ from playwright.sync_api import expect, sync_playwright
 
 from app.studio import build_demo
 
+from conftest import ROOT
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = ROOT / "out" / "screenshots"
 
 
 @pytest.fixture(scope="module")
 def page():
     if not shutil.which("chromium"):
         pytest.fail("Debian's chromium is missing: `./run.sh test` installs it (apt-get install chromium)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
     demo = build_demo()
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(demo.local_url)
         yield page
         browser.close()
     demo.close()
 
 
-def test_page_shows_the_embedded_inventory_then_follows_the_dropdown(page):
-    expect(page.get_by_text("embedded: ")).to_be_visible(timeout=60_000)
-    expect(page.get_by_role("gridcell", name="conv_in").first).to_be_visible()
-    page.get_by_label("Model").click()
+def _shown_mb(page) -> float:
+    text = page.locator("#plan-summary").inner_text()
+    return float(re.search(r"([\d,.]+) MB of UNet weights", text)[1].replace(",", ""))
+
+
+def test_heatmap_renders_on_the_embedded_model(page):
+    expect(page.get_by_text("132 layers of embedded")).to_be_visible(timeout=60_000)
+    expect(page.locator("#sensitivity-map .js-plotly-plot")).to_be_visible()
+    page.screenshot(path=SHOTS / "1-sensitivity-embedded.png", full_page=True)
+
+
+def test_dragging_the_budget_changes_the_allocation(page):
+    page.get_by_role("tab", name="Budget").click()
+    expect(page.locator("#plan-summary")).to_contain_text("MB of UNet weights", timeout=30_000)
+    expect(page.locator("#bits-map .js-plotly-plot")).to_be_visible()
+    before = _shown_mb(page)
+    bits_map = page.locator("#bits-map").inner_html()
+    slider = page.locator("#budget-slider input[type=range]")
+    low, high = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
+    slider.fill(str(low + 0.8 * (high - low)))  # a drag ends where the mouse is let go: same events
+    page.wait_for_function(f"() => {{ const m = document.querySelector('#plan-summary').innerText"
+                           f".match(/([\\d.]+) MB of UNet/); return m && parseFloat(m[1]) !== {before}; }}",
+                           timeout=10_000)
+    assert _shown_mb(page) > before
+    assert page.locator("#bits-map").inner_html() != bits_map  # the allocation plot followed
+    page.screenshot(path=SHOTS / "2-budget.png", full_page=True)
+
+
+def test_generate_shows_two_images(page):
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#generate").click()
+    expect(page.locator("#compare-metrics")).to_contain_text("PSNR", timeout=60_000)
+    expect(page.locator("#fp-image img")).to_be_visible()
+    expect(page.locator("#q-image img")).to_be_visible()
+    page.screenshot(path=SHOTS / "3-compare.png", full_page=True)
+
+
+def test_unknown_words_are_a_message_and_the_next_request_works(page):
+    page.locator("#prompt textarea").fill("a purple zebra")
+    page.locator("#generate").click()
+    expect(page.get_by_text("never saw 'zebra'").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=SHOTS / "4-unknown-word.png", full_page=True)
+    page.locator("#prompt textarea").fill("a small blue square at the top, yellow background")
+    page.locator("#generate").click()
+    expect(page.locator("#compare-metrics")).to_contain_text("PSNR", timeout=60_000)
+
+
+def test_switching_to_sdxl_turbo_shows_its_794_layers(page):
+    page.get_by_role("tab", name="Sensitivity").click()
+    page.locator("#model-picker input").click()
     page.get_by_role("option", name="sdxl-turbo").click()
-    expect(page.get_by_text("794 layers")).to_be_visible(timeout=60_000)
-    expect(page.get_by_text("0.501x FP16")).to_be_visible()
-    expect(page.get_by_role("gridcell", name="add_embedding.linear_1").first).to_be_visible()
+    expect(page.get_by_text("794 layers of sdxl-turbo")).to_be_visible(timeout=60_000)
+    page.screenshot(path=SHOTS / "5-sensitivity-sdxl-turbo.png", full_page=True)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#weights-note")).to_contain_text("hf download stabilityai/sdxl-turbo", timeout=30_000)
+    page.get_by_role("tab", name="Budget").click()
+    expect(page.locator("#plan-summary")).to_contain_text("0.", timeout=30_000)
+    page.screenshot(path=SHOTS / "6-budget-sdxl-turbo.png", full_page=True)

@@ -1,0 +1,50 @@
+"""The studio's named endpoints for notebooks and scripts (`gradio_client`):
+
+    from gradio_client import Client
+    client = Client("http://127.0.0.1:7860/")
+    plan = client.predict("sdxl-turbo", 4.5, 0.5, api_name="/allocate")
+    fp, quantized, metrics = client.predict("a large red circle on the left, white background", 0, 4.0,
+                                            api_name="/compare")
+"""
+
+from __future__ import annotations
+
+import mixdq
+
+from . import images, views
+from .session import EMBEDDED, ModelEntry
+
+
+def entry_for(models: dict[str, ModelEntry], model: str) -> ModelEntry:
+    if model in models:
+        return models[model]
+    if model in mixdq.ARCHITECTURES:
+        raise mixdq.ConfigError(
+            f"the studio has no sensitivity profile for {model}; measure one with `mixdq sensitivity "
+            f"{model} -o {model}.json` and start it with `python app.py --model {model} --profile {model}.json`"
+        )
+    raise mixdq.ConfigError(f"unknown model {model!r}; this studio serves {', '.join(models)}")
+
+
+def allocate(models: dict[str, ModelEntry], model: str, avg_bits: float, content_weight: float = 0.5) -> dict:
+    """The planner's weight allocation at `avg_bits`: every layer's bits ("fp" for floating point)
+    and the totals."""
+    entry = entry_for(models, model)
+    controls = views.Controls(content_weight=float(content_weight))
+    plan = entry.planner(controls.plan_config()).plan(avg_bits=float(avg_bits))
+    out = plan.to_dict()
+    out.pop("activations")
+    out.pop("act_avg_bits")
+    return out
+
+
+def compare(models: dict[str, ModelEntry], prompt: str, seed: int, avg_bits: float):
+    """On the embedded model: FP and quantized image (64x64, uint8) of `prompt` at `seed`, under
+    the planner's allocation at `avg_bits` weight bits with 8-bit activations, and metrics."""
+    entry = models[EMBEDDED]
+    prompt, seed = images.check_prompt(entry, prompt, seed)
+    plan = entry.planner(views.Controls().plan_config()).plan(avg_bits=float(avg_bits), act_avg_bits=8)
+    fp, q, metrics = images.compare(entry, [prompt], seed, plan.allocation)
+    metrics.update(avg_bits=round(plan.avg_bits, 4), weight_mb=round(plan.weight_mb, 4),
+                   predicted_damage=plan.damage)
+    return images.to_uint8(fp)[0], images.to_uint8(q)[0], metrics

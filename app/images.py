@@ -1,0 +1,90 @@
+"""FP against quantized images: what the compare view and the `/compare` endpoint compute."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import mixdq
+from mixdq.shapes import dataset
+
+from .session import EMBEDDED, ModelEntry, image_metrics
+
+MAX_SEED = 2**31 - 1
+
+
+def to_uint8(images: torch.Tensor, scale: int = 1) -> list[np.ndarray]:
+    """N x 3 x H x W in [-1, 1] -> HxWx3 uint8 arrays, enlarged `scale` times (nearest: the pixels
+    of a 64 px image stay visible)."""
+    arr = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [a.repeat(scale, 0).repeat(scale, 1) for a in arr]
+
+
+def difference(fp: torch.Tensor, q: torch.Tensor, gain: float = 8.0, scale: int = 1) -> np.ndarray:
+    """|quantized - FP|, amplified `gain` times, as a heat image (black: identical)."""
+    d = ((q - fp).abs().mean(1, keepdim=True) / 2 * gain).clamp(0, 1)
+    heat = torch.cat([d, (d * 2 - 1).clamp(0, 1), (d * 4 - 3).clamp(0, 1)], 1)  # black-red-yellow-white
+    return to_uint8(heat * 2 - 1, scale)[0]
+
+
+def grid(fp: torch.Tensor, q: torch.Tensor, scale: int = 2) -> np.ndarray:
+    """FP images in the top row, quantized below, one column per prompt."""
+    rows = [np.concatenate(to_uint8(x, scale), axis=1) for x in (fp, q)]
+    return np.concatenate(rows, axis=0)
+
+
+def check_prompt(entry: ModelEntry, prompt: str, seed) -> tuple[str, int]:
+    """The prompt and seed, or an error a person can act on."""
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise mixdq.ConfigError("the prompt is empty: compose one from the pickers or type one")
+    if seed is None or not float(seed).is_integer() or not 0 <= int(seed) <= MAX_SEED:
+        raise mixdq.ConfigError(f"the seed must be a whole number from 0 to {MAX_SEED:,}, got {seed}")
+    if entry.key == EMBEDDED:
+        check = mixdq.check_prompt(None, prompt)
+        if check.unknown_words:
+            words = ", ".join(sorted(mixdq.known_words()))
+            raise mixdq.ConfigError(
+                f"the embedded model never saw {', '.join(repr(w) for w in check.unknown_words)}; "
+                f"it knows only these words: {words}"
+            )
+        if check.truncated:
+            raise mixdq.ConfigError(f"{check.message}; use at most {check.max_tokens} tokens")
+    return prompt, int(seed)
+
+
+def compare(entry: ModelEntry, prompts: list[str], seed: int, allocation: mixdq.Allocation,
+            bos_aware: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """FP (cached) and quantized images of the same prompts and seeds, and how they differ."""
+    if (missing := entry.weights_available()) is not None:
+        raise mixdq.ModelNotFoundError(
+            f"{entry.key}: heatmaps and the budget work from its profile alone, but images need its "
+            f"weights. {missing} Then start the studio with `python app.py --model {entry.key}`."
+        )
+    fp = entry.generate(prompts, seed, None)
+    q = entry.generate(prompts, seed, allocation, bos_aware)
+    return fp, q, image_metrics(entry, fp, q, prompts)
+
+
+def metrics_text(label: str, m: dict) -> str:
+    text = f"**{label}** · PSNR {m['psnr_db']:.1f} dB · SSIM {m['ssim']:.3f} against FP"
+    if "alignment_fp" in m:
+        text += (f" · caption alignment (attribute classifier): FP {m['alignment_fp']:.2f}, "
+                 f"quantized {m['alignment_quantized']:.2f}")
+    return text
+
+
+def held_out_captions(n: int = 8) -> list[str]:
+    return dataset.evaluation_captions(n)
+
+
+def compose(size: str, colour: str, shape: str, where: str, background: str) -> str:
+    return dataset.Scene(shape, colour, background, where, size).caption
+
+
+try:  # on a ZeroGPU Space only the decorated function holds a GPU; elsewhere nothing changes
+    import spaces
+
+    compare = spaces.GPU(compare)
+except ImportError:
+    pass

@@ -1,0 +1,149 @@
+"""The compare view: the floating-point and the quantized image of one prompt and seed."""
+
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+
+import mixdq
+from mixdq.shapes import dataset
+
+from .. import images, views
+from ..session import EMBEDDED
+from .budget import controls_of
+from .common import Shared, friendly
+
+INTRO = (
+    "Same prompt, same seed, two UNets: floating point on the left, the budget view's allocation "
+    "on the right. The difference map is amplified 8x (black: identical). **Baselines** show what "
+    "the allocation buys: uniform bits at the same memory, and naive W8A8 (every layer 8-bit, "
+    "BOS-aware off). On the embedded model BOS-aware quantization changes nothing measurable: its "
+    "small text encoder has no BOS outlier (CLIP's does, which is why MixDQ keeps BOS in float)."
+)
+SCALE = 4  # the embedded model's 64 px images, shown at 256 px
+
+
+def _weights_note(entry) -> str:
+    missing = entry.weights_available()
+    if missing is None:
+        return ""
+    return (f"**Images need {entry.key}'s weights**, which are not on this machine. {missing} "
+            f"Then run `python app.py --model {entry.key}`. Heatmaps and the budget work without them.")
+
+
+def build(shared: Shared) -> None:
+    with gr.Tab("Compare", id="compare"):
+        gr.Markdown(INTRO)
+        note = gr.Markdown(elem_id="weights-note")
+        with gr.Row(visible=True) as composer:
+            size = gr.Dropdown(list(dataset.SIZES), value="large", label="size", min_width=90)
+            colour = gr.Dropdown(list(dataset.COLOURS), value="red", label="colour", min_width=90)
+            shape = gr.Dropdown(list(dataset.SHAPES), value="circle", label="shape", min_width=90)
+            where = gr.Dropdown(list(dataset.POSITIONS), value="on the left", label="where", min_width=120)
+            background = gr.Dropdown(list(dataset.BACKGROUNDS), value="white", label="background", min_width=90)
+        with gr.Row():
+            prompt = gr.Textbox(images.compose("large", "red", "circle", "on the left", "white"),
+                                label="Prompt", scale=4, elem_id="prompt")
+            seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=images.MAX_SEED, scale=1)
+            bos = gr.Checkbox(True, label="BOS-aware", scale=1)
+            follow = gr.Checkbox(True, label="Follow the budget slider", scale=1)
+        with gr.Row():
+            generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            uniform = gr.Button("Baseline: uniform bits, same memory")
+            naive = gr.Button("Baseline: naive W8A8")
+            grid_btn = gr.Button("Grid: 8 held-out captions")
+        with gr.Row():
+            slider = gr.ImageSlider(label="FP | quantized (drag the divider)", type="numpy", height=300,
+                                    interactive=False)
+            fp_img = gr.Image(label="floating point", type="numpy", height=300, elem_id="fp-image", interactive=False)
+            q_img = gr.Image(label="quantized", type="numpy", height=300, elem_id="q-image", interactive=False)
+            diff = gr.Image(label="difference x8", type="numpy", height=300, interactive=False)
+        metrics = gr.Markdown(elem_id="compare-metrics")
+        grid_img = gr.Image(label="FP (top) over quantized (bottom)", type="numpy", visible=False, interactive=False)
+
+    b = shared.budget
+
+    def allocation_for(entry, which: str, mb, values) -> tuple[mixdq.Allocation, str, bool]:
+        controls = controls_of(*values)
+        plan = views.solve(entry, controls, mb)
+        names = entry.profile.names
+        act = 8 if controls.act_bits is not None else None
+        if which == "uniform":
+            refs = views.uniform_references(entry, controls)
+            fits = refs[refs["weight_mb"] <= plan.weight_mb + 1e-9]
+            bits = int((fits if len(fits) else refs.head(1))["label"].iloc[-1][1:])
+            return mixdq.Allocation.uniform(names, bits, act), f"uniform W{bits}{f'A{act}' if act else ''}", True
+        if which == "naive":
+            return mixdq.Allocation.uniform(names, 8, 8), "naive W8A8 (BOS-aware off)", False
+        return plan.allocation, f"the allocation: {plan.avg_bits:.2f} bits, {plan.weight_mb:,.1f} MB", True
+
+    def run(which, model, text, s, bos_aware, mb, *values):
+        entry = shared.entry(model)
+        text, s = images.check_prompt(entry, text, s)
+        allocation, label, use_bos = allocation_for(entry, which, mb, values)
+        fp, q, m = images.compare(entry, [text], s, allocation, bos_aware and use_bos)
+        fp_a, q_a = images.to_uint8(fp, SCALE)[0], images.to_uint8(q, SCALE)[0]
+        return ((fp_a, q_a), fp_a, q_a, images.difference(fp, q, scale=SCALE),
+                images.metrics_text(label, m), gr.update(visible=False))
+
+    def run_grid(model, s, bos_aware, mb, *values):
+        entry = shared.entry(model)
+        if entry.key != EMBEDDED:
+            raise gr.Error("the grid uses the embedded model's held-out captions; pick the embedded model")
+        _, s = images.check_prompt(entry, "grid", s)
+        allocation, label, _ = allocation_for(entry, "plan", mb, values)
+        captions = images.held_out_captions(8)
+        fp, q, m = images.compare(entry, captions, s, allocation, bos_aware)
+        return (gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+                images.metrics_text(f"{label}, 8 held-out captions, seeds {s}-{s + 7}", m),
+                gr.update(value=images.grid(fp, q), visible=True))
+
+    def model_changed(model):
+        entry = shared.entry(model)
+        return _weights_note(entry), gr.update(visible=entry.key == EMBEDDED)
+
+    outputs = [slider, fp_img, q_img, diff, metrics, grid_img]
+
+    def said_in_place(fn):
+        """A prompt, seed or budget the model cannot take: the message goes where the metrics go,
+        the last images stay (a toast in a corner is easy to miss)."""
+
+        @functools.wraps(fn)  # keeps the signature Gradio reads the progress parameter from
+        def wrapper(*args):
+            try:
+                return fn(*args)
+            except mixdq.MixDQError as e:
+                return (*[gr.skip()] * 4, f"⚠️ **{e}**", gr.skip())
+
+        return wrapper
+
+    # Gradio finds gr.Progress by its position among named parameters, so these spell them out;
+    # it shows the pipeline's first load and calibration, and SDXL's sampling steps.
+    def generating(which):
+        def handler(model, text, s, bos_aware, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks,
+                    progress=gr.Progress(track_tqdm=True)):
+            return run(which, model, text, s, bos_aware, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks)
+
+        return handler
+
+    def grid_handler(model, s, bos_aware, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks,
+                     progress=gr.Progress(track_tqdm=True)):
+        return run_grid(model, s, bos_aware, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks)
+
+    common = dict(concurrency_id="pipeline", concurrency_limit=1, api_visibility="private")
+    state = [shared.model, prompt, seed, bos, b["slider"], *b["controls"]]
+    for button, which in ((generate, "plan"), (uniform, "uniform"), (naive, "naive")):
+        button.click(said_in_place(generating(which)), state, outputs, **common)
+    grid_btn.click(said_in_place(grid_handler), [shared.model, seed, bos, b["slider"], *b["controls"]], outputs,
+                   **common)
+
+    def follow_slider(on, shown, *a):  # only once an image is on screen
+        return run("plan", *a) if on and shown is not None else [gr.skip()] * len(outputs)
+
+    b["slider"].release(said_in_place(follow_slider), [follow, q_img, *state], outputs, show_progress="minimal",
+                        trigger_mode="always_last", **common)
+    for picker in (size, colour, shape, where, background):
+        picker.change(images.compose, [size, colour, shape, where, background], prompt, api_visibility="private")
+    shared.model.change(friendly(model_changed), shared.model, [note, composer], api_visibility="private")
+    shared.compare = dict(model_changed=model_changed, note=note, composer=composer)

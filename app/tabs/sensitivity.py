@@ -1,0 +1,96 @@
+"""The sensitivity view: how much each layer suffers when it alone is quantized."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import plots, views
+from .common import Shared, friendly
+
+INTRO = (
+    "Each cell is one layer, quantized **alone** at the chosen bit-width while the rest stays in "
+    "floating point. Colour is the damage it does (log scale; darker = worse): content layers "
+    "(cross-attention `attn2` and feed-forward `ff`, red) by how much the **image** changes "
+    "(1 - SSIM), quality layers (everything else, blue) by the noise it adds to the UNet's output "
+    "(10^(-SQNR/10)). Hover for the scores; pick a row of the table to see one layer's curve and lock it."
+)
+METRICS = {
+    "MixDQ: content by SSIM, quality by SQNR": (("content", "ssim"), ("quality", "sqnr")),
+    "SSIM of the images for every layer": (("content", "ssim"), ("quality", "ssim")),
+    "SQNR of the UNet output for every layer": (("content", "sqnr"), ("quality", "sqnr")),
+}
+
+
+def build(shared: Shared) -> None:
+    with gr.Tab("Sensitivity", id="sensitivity") as tab:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            kind = gr.Radio([("weights", "weight"), ("activations", "activation")], value="weight", label="Quantize")
+            metric = gr.Dropdown(list(METRICS), value=next(iter(METRICS)), label="Damage measured by")
+            bits = gr.Dropdown([], label="Bit-width", elem_id="sensitivity-bits")
+        heatmap = gr.Plot(elem_id="sensitivity-map", show_label=False)
+        with gr.Row():
+            with gr.Column(scale=3):
+                table = gr.Dataframe(label="Most sensitive layers at this bit-width (select a row)",
+                                     interactive=False, max_height=320, elem_id="sensitive-table")
+            with gr.Column(scale=2):
+                layer = gr.Dropdown([], label="Layer", allow_custom_value=True)
+                curve = gr.Plot(show_label=False)
+                with gr.Row():
+                    lock_bits = gr.Dropdown(["fp", "8", "6", "5", "4", "3", "2"], value="fp", label="Lock it to")
+                    lock = gr.Button("Lock in the budget view", size="sm")
+
+    def bit_choices(model, kind):
+        measured = [str(b) for b in shared.entry(model).profile.bits(kind)]
+        value = "4" if "4" in measured else measured[0]
+        return gr.update(choices=measured, value=value), gr.update(choices=shared.entry(model).profile.names)
+
+    def show(model, kind, metric_choice, b):
+        if not b:
+            return gr.skip(), gr.skip(), gr.skip()
+        entry = shared.entry(model)
+        frame = views.damage_frame(entry.profile, kind, dict(METRICS[metric_choice]), int(b))
+        title = f"{len(frame)} layers of {entry.key}: damage when one layer's {kind}s are quantized to {b} bits"
+        top = views.most_sensitive(frame)
+        return plots.sensitivity_map(entry.grid, frame, title), top, (top["layer"].iloc[0] if len(top) else None)
+
+    def pick(model, name):
+        entry = shared.entry(model)
+        if not name:
+            return gr.skip()
+        entry.profile.check_names([name])
+        return plots.damage_curve(views.damage_curves(entry.profile[name]), name)
+
+    def select(table_value, evt: gr.SelectData):
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return table_value.iloc[row]["layer"]
+
+    def add_lock(model, name, b, locks):
+        if not name:
+            raise gr.Error("pick a layer first (a row of the table, or the dropdown)")
+        shared.entry(model).profile.check_names([name])
+        new = tuple((n, x) for n, x in (locks or ()) if n != name) + ((name, b),)
+        gr.Info(f"{name} locked to {b}: the budget view now keeps it there")
+        return new, [list(x) for x in new]
+
+    inputs = [shared.model, kind, metric, bits]
+    shown = [heatmap, table, layer]  # the most sensitive layer is picked, so its curve shows at once
+    for trigger in (shared.model.change, kind.input):  # new choices of bits, then the map
+        trigger(friendly(bit_choices), [shared.model, kind], [bits, layer], api_visibility="private").then(
+            friendly(show), inputs, shown, api_visibility="private")
+    for control in (bits, metric):
+        control.input(friendly(show), inputs, shown, api_visibility="private")
+    tab.select(friendly(show), inputs, shown, api_visibility="private")  # redrawn at the visible width
+    table.select(select, table, layer, api_visibility="private")
+    layer.change(friendly(pick), [shared.model, layer], curve, api_visibility="private")
+
+    def wire_lock():  # once the budget view exists: a lock set here re-solves there
+        b = shared.budget
+        lock.click(friendly(add_lock), [shared.model, layer, lock_bits, shared.locks],
+                   [shared.locks, b["locks_table"]], api_visibility="private").then(
+            friendly(b["reshape"]), [shared.model, b["slider"], *b["controls"]], [b["slider"], *b["outputs"]],
+            api_visibility="private", show_progress="hidden")
+
+    shared.later.append(wire_lock)
+    shared.sensitivity = dict(bit_choices=bit_choices, show=show, bits=bits, layer=layer, kind=kind,
+                              shown=shown, inputs=inputs)

@@ -1,0 +1,119 @@
+"""How live is the studio? Prints, from one run (2 threads):
+
+1. Server-side time per budget-slider update (live solve + summary + bits map + Pareto plot,
+   serialised to JSON as Gradio sends them), median and p95 over 60 budgets, and the JSON size,
+   on the 794-layer SDXL-Turbo profile and on the embedded model. Target: p95 <= 60 ms (SDXL-Turbo).
+2. In a real browser (Debian chromium + playwright): from a slider input to the allocation plot
+   redrawn on screen, median and p95 over 30 moves. Target: p95 <= 300 ms.
+3. An FP + quantized image pair on the embedded model with the FP image cached. Target: <= 0.5 s.
+
+    .venv/bin/python bench/studio.py [--moves 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+from machine import start
+from playwright.sync_api import sync_playwright
+
+from app import images, views
+from app.session import default_models
+from app.studio import build_demo
+from app.tabs.budget import update
+
+
+def p95(xs) -> float:
+    return float(np.percentile(xs, 95))
+
+
+def server_side(models) -> None:
+    for key in ("sdxl-turbo", "embedded"):
+        entry, controls = models[key], views.Controls()
+        lo, hi = views.budget_range(entry, controls)
+        update(entry, controls, (lo + hi) / 2)  # planner and frontier built once, as on page load
+        times, sizes = [], []
+        for mb in np.random.default_rng(0).uniform(lo, hi, 60):
+            t = time.perf_counter()
+            summary, *figs = update(entry, controls, float(mb))
+            payload = json.dumps([summary, *[f.to_json() for f in figs]])
+            times.append(time.perf_counter() - t)
+            sizes.append(len(payload))
+        print(f"[1] {key} ({len(entry.profile)} layers): slider update {statistics.median(times) * 1e3:.1f} ms median, "
+              f"{p95(times) * 1e3:.1f} ms p95; {statistics.median(sizes) / 1e3:.0f} kB of JSON per update")
+
+
+MOVE_JS = """async (value) => {
+  // done when the bits map holds new data (Plotly.react swaps it) and a frame has been painted
+  const plotNow = () => document.querySelector('#bits-map .js-plotly-plot');
+  const before = plotNow(), data = before && before.data;
+  const input = document.querySelector('#budget-slider input[type=range]');
+  const t0 = performance.now();
+  input.value = value; input.dispatchEvent(new Event('input', {bubbles: true}));
+  while (true) {
+    await new Promise(r => requestAnimationFrame(() => r()));
+    const plot = plotNow();
+    if (plot && (plot !== before || plot.data !== data)) break;
+    if (performance.now() - t0 > 10000) return NaN;
+  }
+  await new Promise(r => requestAnimationFrame(() => r()));
+  return performance.now() - t0;
+}"""
+
+
+def browser(models, moves: int) -> None:
+    demo = build_demo(models, default="sdxl-turbo")
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+            page = b.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(demo.local_url)
+            page.get_by_role("tab", name="Budget").click()
+            page.wait_for_selector("#bits-map .js-plotly-plot", timeout=60_000)
+            page.wait_for_timeout(2000)
+            slider = page.locator("#budget-slider input[type=range]")
+            lo, hi = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
+            times = []
+            for value in np.random.default_rng(1).uniform(lo, hi, moves):
+                times.append(page.evaluate(MOVE_JS, f"{value:.0f}"))
+                page.wait_for_timeout(150)  # a hand moving on: let the last update finish
+            b.close()
+    finally:
+        demo.close()
+    print(f"[2] browser, SDXL-Turbo: slider input to redrawn allocation plot {statistics.median(times):.0f} ms "
+          f"median, {p95(times):.0f} ms p95 over {moves} moves")
+
+
+def image_pair(models) -> None:
+    entry = models["embedded"]
+    prompt = "a large red circle on the left, white background"
+    planner = entry.planner(views.Controls().plan_config())
+    images.compare(entry, [prompt], 0, planner.plan(avg_bits=8.0, act_avg_bits=8).allocation)  # load, calibrate, FP
+    times = []
+    for bits in np.linspace(3, 6, 10):
+        allocation = planner.plan(avg_bits=float(bits), act_avg_bits=8).allocation
+        t = time.perf_counter()
+        images.compare(entry, [prompt], 0, allocation)
+        times.append(time.perf_counter() - t)
+    print(f"[3] embedded model, FP + quantized image pair (FP cached): {statistics.median(times) * 1e3:.0f} ms median, "
+          f"{max(times) * 1e3:.0f} ms max over 10 allocations")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--moves", type=int, default=30)
+    args = parser.parse_args()
+    start(2)
+    models = default_models()
+    server_side(models)
+    image_pair(models)
+    browser(models, args.moves)
+
+
+if __name__ == "__main__":
+    main()
