@@ -129,7 +129,7 @@ def pareto_plot(frontier: pd.DataFrame, weight_mb: float, damage: float, *, refe
                       annotation_position="top left")
     fig.update_layout(
         height=300, margin=dict(l=60, r=20, t=30, b=40), font=FONT, uirevision="pareto",
-        xaxis=dict(title="UNet weights (MB, packed)"), yaxis=dict(title="predicted damage", type="log"),
+        xaxis=dict(title="UNet weights (MB, packed)"), yaxis=dict(title="predicted weight damage", type="log"),
         legend=dict(orientation="h", y=1.12, x=0), showlegend=True,
     )
     return fig

@@ -60,12 +60,13 @@ _UNIT = {"resnets": ("res", 0), "attentions": ("attn", 1), "downsamplers": ("dow
 
 
 def position(name: str) -> Position:
-    p = _place(strip_prefix(name))
+    name = strip_prefix(name)
+    p = _place(name)
     if p["block"] not in ("down", "mid", "up"):  # conv_in, time/add embeddings, conv_out
         stage = 4 if p["layer_type"].startswith("conv_out") else 0
         first = ("conv_in", "time_embedding", "add_embedding")
         rank = first.index(p["block"]) if p["block"] in first else len(first)
-        return Position(strip_prefix(name), "stem", (stage, rank, 0, 0, 0, name))
+        return Position(name, "stem", (stage, rank, 0, 0, 0, name))
     block = p["block"] if p["block"] == "mid" else f"{p['block']}{p['block_index']}"
     unit, rank = _UNIT.get(p["unit"], (p["unit"] or "", 3))
     place = block + (f".{unit}{p['unit_index']}" if unit not in ("downsample", "upsample") else f".{unit}")

@@ -102,3 +102,18 @@ def test_dataframe_and_json_forms(sdxl):
     df = sdxl.to_dataframe()
     assert len(df) == 794 and df["params"].sum() == sdxl.total_params
     assert {"name", "kind", "params", "group", "macs", "act_elements"} <= set(df.columns)
+
+
+def test_positions_lay_out_every_layer_once_along_the_forward_pass():
+    from mixdq.inventory import position
+
+    names = mixdq.load_inventory("sdxl-turbo").names
+    pos = {n: position(n) for n in names}
+    assert len({(p.place, p.role) for p in pos.values()}) == len(names) == 794
+    places = [place for _, place in sorted({(p.order, p.place) for p in pos.values()})]
+    assert places[0] == "conv_in" and places[-1] == "conv_out"
+    assert places.index("down0.res1") < places.index("down0.downsample") < places.index("down1.res0")
+    assert places.index("down2.attn1.tb9") < places.index("mid.res0") < places.index("mid.attn0") < places.index("up0.res0")
+    assert position("model.conv_in") == pos["conv_in"]  # MixDQ's prefix is accepted
+    assert pos["down_blocks.1.attentions.0.transformer_blocks.1.attn2.to_k"].place == "down1.attn0.tb1"
+    assert pos["up_blocks.0.upsamplers.0.conv"].role == "conv" and pos["time_embedding.linear_1"].role == "stem"
