@@ -26,12 +26,22 @@ def entry_for(models: dict[str, ModelEntry], model: str) -> ModelEntry:
     raise mixdq.ConfigError(f"unknown model {model!r}; this studio serves {', '.join(models)}")
 
 
+def _number(name: str, value) -> float:
+    if value is None or isinstance(value, bool):
+        raise mixdq.ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise mixdq.ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
 def allocate(models: dict[str, ModelEntry], model: str, avg_bits: float, content_weight: float = 0.5) -> dict:
     """The planner's weight allocation at `avg_bits`: every layer's bits ("fp" for floating point)
     and the totals."""
+    avg_bits, content_weight = _number("avg_bits", avg_bits), _number("content_weight", content_weight)
     entry = entry_for(models, model)
-    controls = views.Controls(content_weight=float(content_weight))
-    plan = entry.planner(controls.plan_config()).plan(avg_bits=float(avg_bits))
+    controls = views.Controls(content_weight=content_weight)
+    plan = entry.planner(controls.plan_config()).plan(avg_bits=avg_bits)
     out = plan.to_dict()
     out.pop("activations")
     out.pop("act_avg_bits")
@@ -43,7 +53,7 @@ def compare(models: dict[str, ModelEntry], prompt: str, seed: int, avg_bits: flo
     the planner's allocation at `avg_bits` weight bits with 8-bit activations, and metrics."""
     entry = models[EMBEDDED]
     prompt, seed = images.check_prompt(entry, prompt, seed)
-    plan = entry.planner(views.Controls().plan_config()).plan(avg_bits=float(avg_bits), act_avg_bits=8)
+    plan = entry.planner(views.Controls().plan_config()).plan(avg_bits=_number("avg_bits", avg_bits), act_avg_bits=8)
     fp, q, metrics = images.compare(entry, [prompt], seed, plan.allocation)
     metrics.update(avg_bits=round(plan.avg_bits, 4), weight_mb=round(plan.weight_mb, 4),
                    predicted_damage=plan.damage)

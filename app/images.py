@@ -33,13 +33,18 @@ def grid(fp: torch.Tensor, q: torch.Tensor, scale: int = 2) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
+def check_seed(seed) -> int:
+    if seed is None or not float(seed).is_integer() or not 0 <= int(seed) <= MAX_SEED:
+        raise mixdq.ConfigError(f"the seed must be a whole number from 0 to {MAX_SEED:,}, got {seed}")
+    return int(seed)
+
+
 def check_prompt(entry: ModelEntry, prompt: str, seed) -> tuple[str, int]:
     """The prompt and seed, or an error a person can act on."""
     prompt = (prompt or "").strip()
     if not prompt:
         raise mixdq.ConfigError("the prompt is empty: compose one from the pickers or type one")
-    if seed is None or not float(seed).is_integer() or not 0 <= int(seed) <= MAX_SEED:
-        raise mixdq.ConfigError(f"the seed must be a whole number from 0 to {MAX_SEED:,}, got {seed}")
+    seed = check_seed(seed)
     if entry.key == EMBEDDED:
         check = mixdq.check_prompt(None, prompt)
         if check.unknown_words:
@@ -50,7 +55,7 @@ def check_prompt(entry: ModelEntry, prompt: str, seed) -> tuple[str, int]:
             )
         if check.truncated:
             raise mixdq.ConfigError(f"{check.message}; use at most {check.max_tokens} tokens")
-    return prompt, int(seed)
+    return prompt, seed
 
 
 def compare(entry: ModelEntry, prompts: list[str], seed: int, allocation: mixdq.Allocation,

@@ -58,14 +58,16 @@ class ModelEntry:
     def memo(self, key, make):
         """`make()` once per key (a config, or a config and what was derived from it), the 64 most
         recent kept: planners, their Pareto frontiers, the uniform reference points."""
-        with _MEMO_LOCK:  # not the pipeline lock: a solve never waits for an image
-            value = self._memo.pop(key, None)
-            if value is None:
-                value = make()
+        with _MEMO_LOCK:  # never the pipeline lock: a solve never waits for an image
+            value = self._memo.get(key)
+        if value is None:  # made outside the lock: a new SDXL frontier must not stall other users
+            value = make()  # (two users asking at once may both make it; the results are equal)
+        with _MEMO_LOCK:
             self._memo[key] = value
+            self._memo.move_to_end(key)
             while len(self._memo) > 64:
                 self._memo.popitem(last=False)
-            return value
+        return value
 
     def planner(self, config: mixdq.PlanConfig) -> mixdq.Planner:
         """One planner per config: its frontier is the expensive part."""
@@ -115,7 +117,7 @@ class ModelEntry:
                 mixdq.set_bos_aware(pipe, bos_aware)
                 self._state["bos"] = bos_aware
             with torch.no_grad():
-                images = mixdq.generate_images(pipe, prompts, first_seed=seed, **self.defaults.as_kwargs())
+                images = mixdq.generate_images(pipe, prompts, first_seed=seed, **self.defaults.as_kwargs()).cpu()
             if allocation is None:
                 cache[key] = images
                 while len(cache) > 64:
@@ -133,7 +135,7 @@ class ModelEntry:
         return AttributeClassifier.load(EMBEDDED_CLASSIFIER_DIR)
 
 
-_MEMO_LOCK = threading.RLock()  # re-entrant: making a value may ask for another
+_MEMO_LOCK = threading.Lock()
 
 
 def image_metrics(entry: ModelEntry, fp: torch.Tensor, q: torch.Tensor, prompts: list[str]) -> dict:

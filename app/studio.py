@@ -102,9 +102,7 @@ def build_demo(models: dict[str, ModelEntry] | None = None, default: str = EMBED
         api_endpoints(models)
 
         b, s, c = shared.budget, shared.sensitivity, shared.compare
-        demo.load(friendly(b["reset"]), picker, [b["slider"], b["content_bits"], b["quality_bits"],
-                                                 b["lock_layer"], shared.locks, b["locks_table"]],
-                  api_visibility="private").then(
+        demo.load(friendly(b["reset"]), picker, b["reset_outputs"], api_visibility="private").then(
             friendly(b["reshape"]), [picker, b["slider"], *b["controls"]], [b["slider"], *b["outputs"]],
             api_visibility="private")
         demo.load(friendly(s["bit_choices"]), [picker, s["kind"]], [s["bits"], s["layer"]],

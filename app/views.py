@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -79,6 +79,19 @@ class Controls:
         )
 
 
+def with_lock(entry: ModelEntry, controls: Controls, layer: str, bits: str) -> tuple[tuple[str, str], ...]:
+    """The locks with `layer` pinned to `bits` ("fp" or a width), once the planner accepts them
+    (the layer exists, the width was measured for it); else the engine's error, locks unchanged."""
+    locks = tuple((n, b) for n, b in controls.locks if n != layer) + ((layer, bits),)
+    entry.planner(replace(controls, locks=locks).plan_config()).table("weight")
+    return locks
+
+
+def megabytes(mb: float) -> str:
+    """As precise as the slider moves: 0.01 MB for the embedded model, 1 MB for SDXL."""
+    return f"{mb:,.2f}" if mb < 100 else f"{mb:,.0f}"
+
+
 def solve(entry: ModelEntry, controls: Controls, budget_mb: float, exact: bool = False) -> mixdq.Plan:
     planner = entry.planner(controls.plan_config())
     if controls.mode == "mixdq":
@@ -119,20 +132,23 @@ def fp_mb(profile: mixdq.Profile, bytes_per_weight: int = FP16_BYTES) -> float:
     return profile.total_params * bytes_per_weight / 1e6
 
 
-def plan_summary(entry: ModelEntry, plan: mixdq.Plan, exact: mixdq.Plan | None = None) -> str:
+def plan_summary(entry: ModelEntry, plan: mixdq.Plan, exact: mixdq.Plan | None = None, mixdq_mode: bool = False) -> str:
     """The allocation in a few lines: memory against FP16/FP32, predicted damage, layers per width."""
+    how = ("MixDQ's two integer programs: content 2/4/8 bits, quality 4/8, the ~1 % most "
+           "activation-sensitive layers in FP16" if mixdq_mode else
+           "exact integer program" if plan.exact else "live frontier")
     counts = pd.Series([format_bits(plan.allocation.weight_bits(n)) for n in plan.layers]).value_counts()
     order = sorted(counts.index, key=lambda b: 99 if b == "fp" else int(b))
     per_width = ", ".join(f"**{b}**-bit: {counts[b]}" if b != "fp" else f"**FP16**: {counts[b]}" for b in order)
     fp16 = fp_mb(entry.profile)
     lines = [
-        f"### {plan.weight_mb:,.1f} MB of UNet weights, {plan.avg_bits:.2f} bits on average",
+        f"### {megabytes(plan.weight_mb)} MB of UNet weights, {plan.avg_bits:.2f} bits on average",
         f"{plan.weight_mb / fp16:.3f}x FP16 ({fp16:,.0f} MB), {plan.weight_mb / (2 * fp16):.3f}x FP32 "
         f"({2 * fp16:,.0f} MB) · predicted damage **{plan.damage:.4g}**"
         + (f" (weights {plan.weight_damage:.3g}, activations {plan.act_damage:.3g} at "
            f"{plan.act_avg_bits:.2f} bits)" if plan.act_avg_bits is not None else ""),
         f"Layers per weight width: {per_width}",
-        f"Solved in {plan.solve_ms:.1f} ms ({'exact integer program' if plan.exact else 'live frontier'}).",
+        f"Solved in {plan.solve_ms:.1f} ms ({how}).",
     ]
     if exact is not None:
         gap = (plan.damage - exact.damage) / exact.damage * 100 if exact.damage > 0 else 0.0

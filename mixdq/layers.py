@@ -55,10 +55,12 @@ class QuantMixin(ABC):
         return self.__dict__["_float_module"]
 
     def configure(self, config: QuantConfig) -> None:
-        """Adopt `config`; calibration survives unless the activation observer itself changed."""
+        """Adopt `config`; cached quantized weights survive unless the weight config changed (so
+        a BOS toggle is free), calibration unless the activation observer changed."""
         old = getattr(self, "config", None)
         self.config = config
-        self._weight_cache: dict[int, tuple[tuple, torch.Tensor]] = {}
+        if old is None or old.weight != config.weight:
+            self._weight_cache: dict[int, tuple[tuple, torch.Tensor]] = {}
         self._act_cache: dict[tuple[int, bool], QParams] = {}
         if old is None or old.act != config.act:
             self.observer = RangeObserver(config.act)

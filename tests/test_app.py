@@ -168,3 +168,26 @@ def test_readme_is_a_gradio_space():
     front = (ROOT / "README.md").read_text().split("---")[1]
     for key in ("sdk: gradio", "sdk_version: 6.31.0", "app_file: app.py", "python_version:", "short_description:"):
         assert key in front
+
+
+def test_slider_stays_inside_the_feasible_range():
+    from app.tabs.budget import slider_update
+
+    u = slider_update(644.46, 2562.15, 5000)
+    assert u["minimum"] >= 644.46 and u["maximum"] <= 2562.15 and u["value"] == u["maximum"] and u["step"] == 1
+    u = slider_update(1.4913, 5.8509, 3.0)
+    assert u["step"] == 0.01 and u["minimum"] >= 1.4913 and u["value"] == 3.0
+    single = slider_update(2.944, 2.944, 2.0)  # one width allowed everywhere: one feasible point
+    assert single["minimum"] < single["maximum"] and single["value"] == 2.944 and single["interactive"] is False
+
+
+def test_a_lock_to_an_unmeasured_width_is_refused_and_nothing_is_kept(models):
+    entry = models["sdxl-turbo"]
+    with pytest.raises(mixdq.ConfigError, match="6-bit SQNR was not measured"):
+        views.with_lock(entry, views.Controls(), "conv_in", "6")
+    assert views.with_lock(entry, views.Controls(locks=(("conv_in", "8"),)), "conv_in", "fp") == (("conv_in", "fp"),)
+
+
+def test_api_numbers_are_checked(client):
+    with pytest.raises(AppError, match="avg_bits must be a number"):
+        client.predict("embedded", None, 0.5, api_name="/allocate")

@@ -68,6 +68,9 @@ def test_generate_shows_two_images(page):
     expect(page.locator("#fp-image img")).to_be_visible()
     expect(page.locator("#q-image img")).to_be_visible()
     page.screenshot(path=SHOTS / "3-compare.png", full_page=True)
+    page.get_by_role("button", name="Grid: 8 held-out captions").click()
+    expect(page.locator("#compare-metrics")).to_contain_text("8 held-out captions", timeout=60_000)
+    expect(page.locator("#grid-image img")).to_be_visible()
 
 
 def test_unknown_words_are_a_message_and_the_next_request_works(page):

@@ -103,7 +103,9 @@ def test_bos_aware_quantization_tames_the_bos_outlier(pipe):
         kv = [n for n in quant_layers(unet) if ".attn2.to_k" in n or ".attn2.to_v" in n]
         mixdq.apply_allocation(unet, Allocation({n: 8 for n in kv}, {n: 8 for n in kv}))
         on = sqnr_db(ref, unet(*args, **kwargs).sample)
+        cached = quant_layers(unet)[kv[0]].quantized_weight(8)
         mixdq.set_bos_aware(unet, False)  # a switch, not a recalibration
+        assert quant_layers(unet)[kv[0]].quantized_weight(8) is cached  # nor a re-quantization
         off = sqnr_db(ref, unet(*args, **kwargs).sample)
         mixdq.set_bos_aware(unet, True)
         again = sqnr_db(ref, unet(*args, **kwargs).sample)

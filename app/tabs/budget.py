@@ -7,7 +7,6 @@ import math
 import gradio as gr
 
 import mixdq
-from mixdq.bits import bits_choices
 
 from .. import plots, views
 from .common import Shared, friendly
@@ -42,7 +41,7 @@ def update(entry, c: views.Controls, mb: float, exact: bool = False):
 
 def figures(entry, controls: views.Controls, plan: mixdq.Plan, exact: mixdq.Plan | None = None):
     return (
-        views.plan_summary(entry, plan, exact),
+        views.plan_summary(entry, plan, exact, mixdq_mode=controls.mode == "mixdq"),
         plots.bits_map(entry.grid, views.weight_bits_of(plan), views.bits_hover(entry, plan),
                        "Weight bits per layer"),
         plots.pareto_plot(views.pareto(entry, controls), plan.weight_mb, plan.weight_damage,
@@ -53,10 +52,13 @@ def figures(entry, controls: views.Controls, plan: mixdq.Plan, exact: mixdq.Plan
 def slider_update(lo: float, hi: float, value: float) -> dict:
     """The budget slider over [lo, hi] in round steps (1 MB for SDXL-Turbo, 0.01 MB for the
     embedded model), `value` kept inside."""
-    step = 10 ** math.floor(math.log10((hi - lo) / 400)) if hi > lo else 0.01
-    lo, hi = math.floor(lo / step) * step + step, math.floor(hi / step) * step  # inside the feasible range
-    value = round(min(max(value, lo), hi) / step) * step
-    return gr.update(minimum=round(lo, 6), maximum=round(hi, 6), value=round(value, 6), step=step)
+    step = 10 ** math.floor(math.log10((hi - lo) / 400)) if hi - lo > 1e-6 else 0.01
+    inner_lo, inner_hi = math.ceil(lo / step) * step, math.floor(hi / step) * step  # inside the feasible range
+    if inner_hi <= inner_lo:  # one feasible point (every layer locked, or one width allowed)
+        return gr.update(minimum=hi, maximum=hi + step, value=hi, step=step, interactive=False)
+    value = min(max(round(value / step) * step, inner_lo), inner_hi)
+    return gr.update(minimum=round(inner_lo, 6), maximum=round(inner_hi, 6), value=round(value, 6), step=step,
+                     interactive=True)
 
 
 def build(shared: Shared) -> None:
@@ -75,13 +77,14 @@ def build(shared: Shared) -> None:
                 quality_bits = gr.CheckboxGroup([], label="Weight bits quality layers may use (the rest)")
                 allow_fp = gr.Checkbox(False, label="FP16 is a choice for every layer")
                 quantize_acts = gr.Checkbox(False, label="Quantize activations too")
-                act_bits = gr.Slider(4, 8, value=8, step=0.25, label="Average activation bits")
+                act_bits = gr.Slider(4, 8, value=8, step=0.25, label="Average activation bits", visible=False)
                 mode = gr.Radio(["Decoupled (one program)", "MixDQ (two programs, split by K)"],
                                 value="Decoupled (one program)", label="Program")
-                k = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="MixDQ K: content / quality average bits")
+                k = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="MixDQ K: content / quality average bits "
+                              "(MixDQ mode uses its own widths: content 2/4/8, quality 4/8)", visible=False)
                 with gr.Group():
                     lock_layer = gr.Dropdown([], label="Lock a layer", allow_custom_value=True)
-                    lock_bits = gr.Dropdown(bits_choices("weight"), value="fp", label="to")
+                    lock_bits = gr.Dropdown(["fp"], value="fp", label="to")
                     with gr.Row():
                         lock_btn = gr.Button("Lock", size="sm")
                         clear_btn = gr.Button("Clear locks", size="sm")
@@ -117,28 +120,34 @@ def build(shared: Shared) -> None:
         lo, hi = views.budget_range(entry, views.Controls())
         return (slider_update(lo, hi, lo + 0.5 * (hi - lo)),
                 gr.update(choices=wbits, value=wbits), gr.update(choices=wbits, value=wbits),
-                gr.update(choices=entry.profile.names, value=None), (), [])
+                gr.update(choices=entry.profile.names, value=None), gr.update(choices=["fp", *wbits[::-1]], value="fp"),
+                (), [])
 
-    def add_lock(model, layer, bits, locks):
-        entry = shared.entry(model)
+    def add_lock(model, layer, bits, *values):
         if not layer:
             raise gr.Error("choose a layer to lock first")
-        entry.profile.check_names([layer])  # an unknown name: a message with "did you mean"
-        new = tuple((n, b) for n, b in (locks or ()) if n != layer) + ((layer, bits),)
+        new = views.with_lock(shared.entry(model), controls_of(*values), layer, bits)
         return new, [list(x) for x in new]
 
     common = dict(show_progress="hidden", concurrency_id="solve", concurrency_limit=8)
-    budget.input(friendly(live), [shared.model, budget, *controls], outputs, trigger_mode="always_last",
-                 api_visibility="private", **common)
-    budget.release(friendly(exact), [shared.model, budget, *controls], outputs, api_visibility="private", **common)
+    dragging = budget.input(friendly(live), [shared.model, budget, *controls], outputs, trigger_mode="always_last",
+                            api_visibility="private", **common)
+    # a live answer still on its way must not overwrite the exact one and its gap
+    budget.release(friendly(exact), [shared.model, budget, *controls], outputs, api_visibility="private",
+                   cancels=[dragging], **common)
     for control in controls[:-1]:  # .input: a user's change, not reset()'s programmatic one
         control.input(friendly(reshape), [shared.model, budget, *controls], [budget, *outputs],
-                       api_visibility="private", **common)
-    shared.model.change(friendly(reset), shared.model,
-                        [budget, content_bits, quality_bits, lock_layer, shared.locks, locks_table],
+                      api_visibility="private", trigger_mode="always_last", **common)
+    # a control shows only while it applies
+    quantize_acts.change(lambda on: gr.update(visible=on), quantize_acts, act_bits, api_visibility="private",
+                         show_progress="hidden")
+    mode.change(lambda m: gr.update(visible=m.startswith("MixDQ")), mode, k, api_visibility="private",
+                show_progress="hidden")
+    reset_outputs = [budget, content_bits, quality_bits, lock_layer, lock_bits, shared.locks, locks_table]
+    shared.model.change(friendly(reset), shared.model, reset_outputs,
                         api_visibility="private").then(
         friendly(reshape), [shared.model, budget, *controls], [budget, *outputs], api_visibility="private", **common)
-    lock_btn.click(friendly(add_lock), [shared.model, lock_layer, lock_bits, shared.locks],
+    lock_btn.click(friendly(add_lock), [shared.model, lock_layer, lock_bits, *controls],
                    [shared.locks, locks_table], api_visibility="private").then(
         friendly(reshape), [shared.model, budget, *controls], [budget, *outputs], api_visibility="private", **common)
     # plotly sizes a figure drawn in a hidden tab to a default width: draw it again when shown
@@ -146,5 +155,5 @@ def build(shared: Shared) -> None:
                **common)
     clear_btn.click(lambda: ((), []), None, [shared.locks, locks_table], api_visibility="private").then(
         friendly(reshape), [shared.model, budget, *controls], [budget, *outputs], api_visibility="private", **common)
-    shared.budget.update(reset=reset, reshape=reshape, locks_table=locks_table, lock_layer=lock_layer,
-                         content_bits=content_bits, quality_bits=quality_bits, outputs=outputs)
+    shared.budget.update(reset=reset, reshape=reshape, locks_table=locks_table, reset_outputs=reset_outputs,
+                         outputs=outputs)

@@ -47,7 +47,7 @@ def build(shared: Shared) -> None:
                                 label="Prompt", scale=4, elem_id="prompt")
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=images.MAX_SEED, scale=1)
             bos = gr.Checkbox(True, label="BOS-aware", scale=1)
-            follow = gr.Checkbox(True, label="Follow the budget slider", scale=1)
+            follow = gr.Checkbox(True, label="Redo when the budget changes", scale=1)
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
             uniform = gr.Button("Baseline: uniform bits, same memory")
@@ -60,23 +60,32 @@ def build(shared: Shared) -> None:
             q_img = gr.Image(label="quantized", type="numpy", height=300, elem_id="q-image", interactive=False)
             diff = gr.Image(label="difference x8", type="numpy", height=300, interactive=False)
         metrics = gr.Markdown(elem_id="compare-metrics")
-        grid_img = gr.Image(label="FP (top) over quantized (bottom)", type="numpy", visible=False, interactive=False)
+        grid_img = gr.Image(label="FP (top) over quantized (bottom)", type="numpy", visible=False, interactive=False,
+                            elem_id="grid-image")
 
     b = shared.budget
 
     def allocation_for(entry, which: str, mb, values) -> tuple[mixdq.Allocation, str, bool]:
-        controls = controls_of(*values)
-        plan = views.solve(entry, controls, mb)
+        """(allocation, its label, whether BOS-aware may apply)."""
         names = entry.profile.names
-        act = 8 if controls.act_bits is not None else None
-        if which == "uniform":
-            refs = views.uniform_references(entry, controls)
-            fits = refs[refs["weight_mb"] <= plan.weight_mb + 1e-9]
-            bits = int((fits if len(fits) else refs.head(1))["label"].iloc[-1][1:])
-            return mixdq.Allocation.uniform(names, bits, act), f"uniform W{bits}{f'A{act}' if act else ''}", True
         if which == "naive":
             return mixdq.Allocation.uniform(names, 8, 8), "naive W8A8 (BOS-aware off)", False
-        return plan.allocation, f"the allocation: {plan.avg_bits:.2f} bits, {plan.weight_mb:,.1f} MB", True
+        controls = controls_of(*values)
+        plan = views.solve(entry, controls, mb)
+        if which == "plan":
+            mb_text = views.megabytes(plan.weight_mb)
+            return plan.allocation, f"the allocation: {plan.avg_bits:.2f} bits, {mb_text} MB", True
+        # uniform: the widest weight bits within the plan's memory; activations as close as allowed
+        refs = views.uniform_references(entry, controls)
+        fits = refs[refs["weight_mb"] <= plan.weight_mb + 1e-9]
+        if not len(fits):
+            raise mixdq.ConfigError(f"no uniform bit-width fits in {views.megabytes(plan.weight_mb)} MB")
+        row = fits.iloc[-1]
+        act = None
+        if controls.act_bits is not None:
+            act = max([b for b in mixdq.ACT_BITS if b <= controls.act_bits] or [min(mixdq.ACT_BITS)])
+        label = f"uniform {row['label']}{f'A{act}' if act else ''}, {views.megabytes(row['weight_mb'])} MB"
+        return mixdq.Allocation.uniform(names, int(row["label"][1:]), act), label, True
 
     def run(which, model, text, s, bos_aware, mb, *values):
         entry = shared.entry(model)
@@ -91,7 +100,7 @@ def build(shared: Shared) -> None:
         entry = shared.entry(model)
         if entry.key != EMBEDDED:
             raise gr.Error("the grid uses the embedded model's held-out captions; pick the embedded model")
-        _, s = images.check_prompt(entry, "grid", s)
+        s = images.check_seed(s)
         allocation, label, _ = allocation_for(entry, "plan", mb, values)
         captions = images.held_out_captions(8)
         fp, q, m = images.compare(entry, captions, s, allocation, bos_aware)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import plots, views
+from .budget import controls_of
 from .common import Shared, friendly
 
 INTRO = (
@@ -37,13 +38,20 @@ def build(shared: Shared) -> None:
                 layer = gr.Dropdown([], label="Layer", allow_custom_value=True)
                 curve = gr.Plot(show_label=False)
                 with gr.Row():
-                    lock_bits = gr.Dropdown(["fp", "8", "6", "5", "4", "3", "2"], value="fp", label="Lock it to")
+                    lock_bits = gr.Dropdown(["fp"], value="fp", label="Lock it to")
                     lock = gr.Button("Lock in the budget view", size="sm")
 
     def bit_choices(model, kind):
         measured = [str(b) for b in shared.entry(model).profile.bits(kind)]
         value = "4" if "4" in measured else measured[0]
         return gr.update(choices=measured, value=value), gr.update(choices=shared.entry(model).profile.names)
+
+    def lock_choices(model, name):  # the widths measured for this layer, and floating point
+        if not name or name not in shared.entry(model).profile:
+            return gr.skip()
+        widths = shared.entry(model).profile[name].weight
+        measured = sorted({b for by_bits in widths.values() for b in by_bits}, reverse=True)
+        return gr.update(choices=["fp", *map(str, measured)], value="fp")
 
     def show(model, kind, metric_choice, b):
         if not b:
@@ -61,15 +69,13 @@ def build(shared: Shared) -> None:
         entry.profile.check_names([name])
         return plots.damage_curve(views.damage_curves(entry.profile[name]), name)
 
-    def select(table_value, evt: gr.SelectData):
-        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return table_value.iloc[row]["layer"]
+    def select(evt: gr.SelectData):
+        return evt.row_value[0]  # the row as shown, also after the user sorted the table
 
-    def add_lock(model, name, b, locks):
+    def add_lock(model, name, b, *values):
         if not name:
             raise gr.Error("pick a layer first (a row of the table, or the dropdown)")
-        shared.entry(model).profile.check_names([name])
-        new = tuple((n, x) for n, x in (locks or ()) if n != name) + ((name, b),)
+        new = views.with_lock(shared.entry(model), controls_of(*values), name, b)
         gr.Info(f"{name} locked to {b}: the budget view now keeps it there")
         return new, [list(x) for x in new]
 
@@ -81,12 +87,13 @@ def build(shared: Shared) -> None:
     for control in (bits, metric):
         control.input(friendly(show), inputs, shown, api_visibility="private")
     tab.select(friendly(show), inputs, shown, api_visibility="private")  # redrawn at the visible width
-    table.select(select, table, layer, api_visibility="private")
+    table.select(select, None, layer, api_visibility="private")
     layer.change(friendly(pick), [shared.model, layer], curve, api_visibility="private")
+    layer.change(friendly(lock_choices), [shared.model, layer], lock_bits, api_visibility="private")
 
     def wire_lock():  # once the budget view exists: a lock set here re-solves there
         b = shared.budget
-        lock.click(friendly(add_lock), [shared.model, layer, lock_bits, shared.locks],
+        lock.click(friendly(add_lock), [shared.model, layer, lock_bits, *b["controls"]],
                    [shared.locks, b["locks_table"]], api_visibility="private").then(
             friendly(b["reshape"]), [shared.model, b["slider"], *b["controls"]], [b["slider"], *b["outputs"]],
             api_visibility="private", show_progress="hidden")
