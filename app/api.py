@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mixdq
 
-from . import images, views
+from . import exports, images, views
 from .session import EMBEDDED, ModelEntry
 
 
@@ -58,3 +58,37 @@ def compare(models: dict[str, ModelEntry], prompt: str, seed: int, avg_bits: flo
     metrics.update(avg_bits=round(plan.avg_bits, 4), weight_mb=round(plan.weight_mb, 4),
                    predicted_damage=plan.damage)
     return images.to_uint8(fp)[0], images.to_uint8(q)[0], metrics
+
+
+def measure(models: dict[str, ModelEntry], avg_bits: float, num_prompts: int = 32) -> dict:
+    """On the embedded model: the planner's allocation at `avg_bits` weight bits (A8) run on
+    `num_prompts` held-out captions, measured against FP, beside the damage it predicted."""
+    entry = models[EMBEDDED]
+    plan = entry.planner(views.Controls().plan_config()).plan(avg_bits=_number("avg_bits", avg_bits), act_avg_bits=8)
+    scores = images.measure(entry, plan.allocation, int(_number("num_prompts", num_prompts)))
+    return scores | {"predicted_damage": plan.damage, "avg_bits": round(plan.avg_bits, 4),
+                     "weight_mb": round(plan.weight_mb, 4)}
+
+
+def export(models: dict[str, ModelEntry], model: str, avg_bits: float, content_weight: float = 0.5) -> list[str]:
+    """`/allocate`'s allocation as files: allocation.json, MixDQ's YAML, and the profile as CSV."""
+    entry = entry_for(models, model)
+    controls = views.Controls(content_weight=_number("content_weight", content_weight))
+    plan = entry.planner(controls.plan_config()).plan(avg_bits=_number("avg_bits", avg_bits))
+    return [str(p) for p in exports.allocation_files(entry, plan)]
+
+
+def export_deployed(models: dict[str, ModelEntry], avg_bits: float) -> tuple[str, dict]:
+    """`/compare`'s allocation (embedded model, A8) deployed, saved and zipped, with its sizes."""
+    entry = models[EMBEDDED]
+    plan = entry.planner(views.Controls().plan_config()).plan(avg_bits=_number("avg_bits", avg_bits), act_avg_bits=8)
+    archive, zipped, weights = exports.deployed_zip(entry, plan.allocation)
+    return str(archive), {"zip_bytes": zipped, "weights_bytes": weights, "predicted_mb": plan.weight_mb}
+
+
+def upload_profile(models: dict[str, ModelEntry], model: str, paths: list[str]) -> str:
+    """Check an uploaded profile against `model`'s layers and serve it; the new picker key."""
+    from . import library
+
+    key, _ = library.accept_upload(models, entry_for(models, model), paths)
+    return key

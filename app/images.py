@@ -93,3 +93,21 @@ try:  # on a ZeroGPU Space only the decorated function holds a GPU; elsewhere no
     compare = spaces.GPU(compare)
 except ImportError:
     pass
+
+
+def measure(entry: ModelEntry, allocation: mixdq.Allocation, num_prompts: int) -> dict:
+    """The allocation on `num_prompts` held-out captions (caption i with seed i) against FP:
+    PSNR, SSIM, and on the embedded model caption alignment and Fréchet distance of classifier
+    features. FP images are cached, so a second allocation costs one quantized run."""
+    if entry.key != EMBEDDED:
+        raise mixdq.ConfigError("measuring needs held-out captions and images: it runs on the embedded model")
+    if not 2 <= int(num_prompts) <= 128:
+        raise mixdq.ConfigError(f"measure on 2 to 128 prompts, got {num_prompts}")
+    from mixdq.shapes.classifier import scores_against
+
+    captions = dataset.evaluation_captions(int(num_prompts))
+    fp = entry.generate(captions, 0, None)
+    q = entry.generate(captions, 0, allocation)
+    with torch.no_grad():
+        scores = scores_against(entry.classifier, fp, q, captions)
+    return {k: round(v, 4) for k, v in scores.items()} | {"num_prompts": int(num_prompts)}

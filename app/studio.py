@@ -4,6 +4,7 @@ Each tab lives in `app/tabs/`; this file only assembles them."""
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import urlencode
 
 import gradio as gr
 import pandas as pd
@@ -11,9 +12,9 @@ import pandas as pd
 import mixdq
 from mixdq.bits import bits_choices, parse_bits
 
-from . import api
+from . import api, library
 from .session import EMBEDDED, ModelEntry, default_models
-from .tabs import budget, compare, sensitivity
+from .tabs import analyse, budget, compare, export, measure, sensitivity
 from .tabs.common import Shared, friendly
 
 MODELS = [EMBEDDED, *mixdq.ARCHITECTURES]
@@ -76,38 +77,89 @@ def api_endpoints(models: dict[str, ModelEntry]) -> None:
         model, avg_bits, cw, plan = gr.Textbox(), gr.Number(), gr.Number(value=0.5), gr.JSON()
         prompt, seed, bits2 = gr.Textbox(), gr.Number(precision=0), gr.Number()
         fp, q, metrics = gr.Image(type="numpy"), gr.Image(type="numpy"), gr.JSON()
-        go_allocate, go_compare = gr.Button(), gr.Button()
+        count, files, archive, sizes, measured = gr.Number(value=32, precision=0), gr.File(file_count="multiple"), \
+            gr.File(), gr.JSON(), gr.JSON()
+        profile_files, profile_key = gr.File(file_count="multiple"), gr.Textbox()
+        go_allocate, go_compare, go_measure, go_export, go_deployed, go_upload = (gr.Button() for _ in range(6))
     go_allocate.click(friendly(lambda m, b, w: api.allocate(models, m, b, w)), [model, avg_bits, cw], plan,
                       api_name="allocate", concurrency_id="solve", concurrency_limit=8)
     go_compare.click(friendly(lambda p, s, b: api.compare(models, p, s, b)), [prompt, seed, bits2], [fp, q, metrics],
                      api_name="compare", concurrency_id="pipeline", concurrency_limit=1)
+    go_measure.click(friendly(lambda b, n: api.measure(models, b, n)), [bits2, count], measured, api_name="measure",
+                     concurrency_id="pipeline", concurrency_limit=1)
+    go_export.click(friendly(lambda m, b, w: api.export(models, m, b, w)), [model, avg_bits, cw], files,
+                    api_name="export", concurrency_id="solve", concurrency_limit=8)
+    go_upload.click(friendly(lambda m, f: api.upload_profile(models, m, f)), [model, profile_files], profile_key,
+                    api_name="upload_profile")
+    go_deployed.click(friendly(lambda b: api.export_deployed(models, b)), bits2, [archive, sizes],
+                      api_name="export_deployed", concurrency_id="pipeline", concurrency_limit=1)
+
+
+def url_state(models: dict[str, ModelEntry], default: str, request: gr.Request):
+    """The state a shared link asks for (`?model=&budget=&cw=&prompt=&seed=`); what is missing or
+    malformed keeps its default."""
+    q = dict(request.query_params) if request is not None else {}
+
+    def number(key, cast=float):
+        try:
+            return cast(q[key])
+        except (KeyError, ValueError):
+            return None
+
+    model = q.get("model") if q.get("model") in models else default
+    cw, seed = number("cw"), number("seed", int)
+    return (model, gr.update(value=min(max(cw, 0.0), 1.0)) if cw is not None else gr.skip(),
+            q["prompt"] if q.get("prompt") else gr.skip(), seed if seed is not None else gr.skip(),
+            (model, number("budget")))
+
+
+def make_link(model, mb, cw, prompt, seed, request: gr.Request) -> str:
+    base = (request.headers.get("referer") or "http://127.0.0.1:7860/").split("?")[0]
+    return base + "?" + urlencode(dict(model=model, budget=f"{mb:g}", cw=f"{cw:g}", prompt=prompt or "", seed=seed))
 
 
 def build_demo(models: dict[str, ModelEntry] | None = None, default: str = EMBEDDED) -> gr.Blocks:
     models = models or default_models()
+    library.load_saved(models)  # profiles measured or uploaded by earlier runs
     with gr.Blocks(title="MixDQ Studio") as demo:
         with gr.Row():
             gr.Markdown(HEADER)
             with gr.Column(scale=0, min_width=260):
                 picker = gr.Dropdown(list(models), value=default, label="Model", elem_id="model-picker")
         gr.Markdown(HONEST, elem_classes="honest")
-        shared = Shared(models, picker, gr.State(()))
+        with gr.Row():
+            link_btn = gr.Button("Link to this view", size="sm", scale=0, min_width=160)
+            link = gr.Textbox(show_label=False, placeholder="a URL that opens the studio in this state "
+                              "(model, budget, content weight, prompt, seed)", scale=5, elem_id="state-link")
+        shared = Shared(models, picker, gr.State(()), gr.State(None))
         with gr.Tabs():
             sensitivity.build(shared)
             budget.build(shared)
             compare.build(shared)
+            measure.build(shared)
+            export.build(shared)
+            analyse.build(shared)
             layers_inputs, layers_outputs = layers_tab()
         for wire in shared.later:
             wire()
         api_endpoints(models)
 
         b, s, c = shared.budget, shared.sensitivity, shared.compare
-        demo.load(friendly(b["reset"]), picker, b["reset_outputs"], api_visibility="private").then(
+        cw = b["controls"][0]
+        state = [picker, cw, c["prompt"], c["seed"], shared.url]
+        def opening(request: gr.Request):  # Gradio passes the request to a parameter annotated so
+            return url_state(models, default, request)
+
+        opened = demo.load(opening, None, state, api_visibility="private")
+        opened.then(friendly(b["reset"]), [picker, shared.url], b["reset_outputs"], api_visibility="private").then(
             friendly(b["reshape"]), [picker, b["slider"], *b["controls"]], [b["slider"], *b["outputs"]],
             api_visibility="private")
-        demo.load(friendly(s["bit_choices"]), [picker, s["kind"]], [s["bits"], s["layer"]],
-                  api_visibility="private").then(friendly(s["show"]), s["inputs"], s["shown"],
-                                                 api_visibility="private")
-        demo.load(friendly(c["model_changed"]), picker, [c["note"], c["composer"]], api_visibility="private")
+        opened.then(friendly(s["bit_choices"]), [picker, s["kind"]], [s["bits"], s["layer"]],
+                    api_visibility="private").then(friendly(s["show"]), s["inputs"], s["shown"],
+                                                   api_visibility="private")
+        opened.then(friendly(c["model_changed"]), picker, [c["note"], c["composer"]], api_visibility="private")
+        a = shared.analyse
+        opened.then(friendly(a["agreement"]), [picker, a["bits"]], [a["bits"], a["scatter"]], api_visibility="private")
+        link_btn.click(make_link, [picker, b["slider"], cw, c["prompt"], c["seed"]], link, api_visibility="private")
         demo.load(inventory_view, layers_inputs, layers_outputs, api_name="inventory")
     return demo

@@ -205,6 +205,7 @@ def sweep(
     """
     started = time.perf_counter()
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)  # the journal beside it is written from the first probe
     prepare(pipe, config.quant)
     names = list(quant_layers(pipe))
     probes = config.probes(names)

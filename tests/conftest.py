@@ -3,6 +3,10 @@ import os
 # Tests never reach the hub: an unknown hub id must fail fast and clearly, as on an offline laptop.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# profiles the studio measures or receives in tests go to a throwaway folder, not ~/.cache
+import tempfile  # noqa: E402
+
+os.environ.setdefault("MIXDQ_STUDIO_CACHE", tempfile.mkdtemp(prefix="mixdq-studio-test-"))
 
 import sys
 from pathlib import Path

@@ -2,9 +2,11 @@
 launched server), and its plain view functions without a server."""
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -191,3 +193,85 @@ def test_a_lock_to_an_unmeasured_width_is_refused_and_nothing_is_kept(models):
 def test_api_numbers_are_checked(client):
     with pytest.raises(AppError, match="avg_bits must be a number"):
         client.predict("embedded", None, 0.5, api_name="/allocate")
+
+
+def test_measure_reports_the_requested_prompts_beside_the_prediction(client):
+    m = client.predict(4.0, 16, api_name="/measure")
+    assert m["num_prompts"] == 16 and m["predicted_damage"] > 0 and m["avg_bits"] <= 4.0 + 1e-9
+    assert m["psnr"] > 30 and 0.9 < m["ssim"] <= 1 and 0.9 <= m["alignment"] <= 1 and m["frechet"] >= 0
+    low = client.predict(2.2, 16, api_name="/measure")
+    assert low["predicted_damage"] > m["predicted_damage"] and low["psnr"] < m["psnr"]
+
+
+def test_exported_files_are_the_pages_allocation(client, tmp_path):
+    import yaml
+
+    files = client.predict("sdxl-turbo", 4.5, 0.5, api_name="/export")
+    by_name = {Path(f).name: Path(f) for f in files}
+    page = client.predict("sdxl-turbo", 4.5, 0.5, api_name="/allocate")
+    exported = mixdq.Allocation.load(by_name["allocation.json"])
+    assert exported == mixdq.Allocation(page["weights"])
+    yaml_text = by_name["mixdq_weight_bits.yaml"].read_text()
+    assert mixdq.Allocation.from_mixdq_yaml(weight=yaml_text) == exported
+    assert all(k.startswith("model.") for k in yaml.safe_load(yaml_text))
+    csv = by_name["profile-sdxl-turbo.csv"].read_text().splitlines()
+    assert csv[0].startswith("layer,group,kind,bits") and len(csv) > 794
+
+
+def test_deployed_checkpoint_gives_the_pages_image(client, tmp_path):
+    import zipfile
+
+    from mixdq.metrics import psnr_db
+
+    archive, sizes = client.predict(4.0, api_name="/export_deployed")
+    assert 0 < sizes["weights_bytes"] < 0.2 * 4 * 5.8e6  # packed: well under FP32's 23 MB
+    zipfile.ZipFile(archive).extractall(tmp_path / "deployed")
+    pipe = mixdq.deploy.load_deployed_pipeline(tmp_path / "deployed")
+    d = mixdq.generation_defaults()
+    deployed = mixdq.generate_images(pipe, [PROMPT], first_seed=5, **d.as_kwargs())
+    _, page_q, _ = client.predict(PROMPT, 5, 4.0, api_name="/compare")
+    page = torch.from_numpy(_pixels(page_q).copy()).permute(2, 0, 1).float() / 255
+    assert psnr_db(page, ((deployed[0] + 1) / 2).clamp(0, 1)) > 35  # int8 kernels vs simulation, 8-bit PNG
+
+
+def test_an_uploaded_profile_of_another_model_is_refused_by_name(client):
+    from gradio_client import handle_file
+
+    from conftest import ROOT
+
+    sdxl = handle_file(str(ROOT / "assets" / "profiles" / "sdxl-turbo-mixdq.json"))
+    with pytest.raises(AppError, match=r"not a profile of embedded \(132 layers\).*layers embedded does not"):
+        client.predict("embedded", [sdxl], api_name="/upload_profile")
+    own = handle_file(str(ROOT / "assets" / "profiles" / "embedded.json"))
+    key = client.predict("embedded", [own], api_name="/upload_profile")
+    assert key.startswith("embedded · upload-")
+    plan = client.predict(key, 4.0, 0.5, api_name="/allocate")  # served like any model
+    assert plan["avg_bits"] <= 4.0 + 1e-9
+
+
+def test_mixdq_yaml_uploads_are_read_as_data(client, tmp_path):
+    from gradio_client import handle_file
+
+    from conftest import ROOT
+
+    files = [handle_file(str(p)) for p in sorted((ROOT / "assets" / "mixdq" / "sdxl-turbo").glob("*.yaml"))]
+    assert files
+    key = client.predict("sdxl-turbo", files, api_name="/upload_profile")
+    assert key.startswith("sdxl-turbo · upload-")
+    with pytest.raises(AppError, match="one .json profile, or MixDQ's .yaml files"):
+        bad = tmp_path / "profile.pkl"
+        bad.write_bytes(b"not a pickle we would ever load")
+        client.predict("sdxl-turbo", [handle_file(str(bad))], api_name="/upload_profile")
+
+
+def test_metric_agreement_matches_the_published_figures():
+    from mixdq.damage import metric_agreement
+
+    from conftest import ROOT
+
+    sdxl = mixdq.Profile.load(ROOT / "assets" / "profiles" / "sdxl-turbo-mixdq.json")
+    for bits in (2, 4):
+        frame, rho = metric_agreement(sdxl, "weight", bits)
+        assert len(frame) == 420 and 0.99 < rho < 1
+    _, rho = metric_agreement(mixdq.Profile.load(ROOT / "assets" / "profiles" / "embedded.json"), "weight", 4)
+    assert 0.95 < rho < 0.99

@@ -7,6 +7,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+import mixdq
 from app.studio import build_demo
 
 from conftest import ROOT
@@ -86,7 +87,7 @@ def test_unknown_words_are_a_message_and_the_next_request_works(page):
 def test_switching_to_sdxl_turbo_shows_its_794_layers(page):
     page.get_by_role("tab", name="Sensitivity").click()
     page.locator("#model-picker input").click()
-    page.get_by_role("option", name="sdxl-turbo").click()
+    page.get_by_role("option", name="sdxl-turbo", exact=True).click()
     expect(page.get_by_text("794 layers of sdxl-turbo")).to_be_visible(timeout=60_000)
     page.screenshot(path=SHOTS / "5-sensitivity-sdxl-turbo.png", full_page=True)
     page.get_by_role("tab", name="Compare").click()
@@ -94,3 +95,56 @@ def test_switching_to_sdxl_turbo_shows_its_794_layers(page):
     page.get_by_role("tab", name="Budget").click()
     expect(page.locator("#plan-summary")).to_contain_text("0.", timeout=30_000)
     page.screenshot(path=SHOTS / "6-budget-sdxl-turbo.png", full_page=True)
+
+
+def test_a_link_opens_the_page_in_its_state(page):
+    from urllib.parse import urlencode
+
+    base = page.url.split("?")[0]
+    query = urlencode(dict(model="sdxl-turbo", budget="1500", cw="0.8", prompt="a small blue square at the top, "
+                           "yellow background", seed="7"))
+    page.goto(f"{base}?{query}")
+    expect(page.get_by_text("794 layers of sdxl-turbo")).to_be_visible(timeout=60_000)
+    page.get_by_role("tab", name="Budget").click()
+    expect(page.locator("#plan-summary")).to_contain_text("1,500 MB of UNet weights", timeout=30_000)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#prompt textarea")).to_have_value("a small blue square at the top, yellow background")
+    page.get_by_role("button", name="Link to this view").click()
+    expect(page.locator("#state-link textarea")).to_have_value(re.compile(r"model=sdxl-turbo&budget=1500&cw=0.8"))
+    page.screenshot(path=SHOTS / "7-link.png", full_page=True)
+
+
+def _probes(text: str) -> int:
+    return int(re.search(r"(\d+) probes", text)[1])
+
+
+def test_a_sweep_from_the_page_shows_progress_cancels_and_resumes(page):
+    page.goto(page.url.split("?")[0])
+    expect(page.get_by_text("132 layers of embedded")).to_be_visible(timeout=60_000)
+    page.get_by_role("tab", name="Analyse").click()
+    regex = r"^down_blocks\.1\."
+    layers = sum(bool(re.search(regex, n)) for n in mixdq.load_inventory(None).names)
+    page.locator("#sweep-layers textarea").fill(regex)  # x 4 bit-widths (2, 4, 8 weights; 8 activations)
+    page.locator("#sweep-start").click()
+    expect(page.locator("#sweep-status")).to_contain_text(re.compile(r"\d+/\d+ probe"), timeout=60_000)  # tqdm's bar
+    page.screenshot(path=SHOTS / "8-sweep-running.png", full_page=True)
+    page.locator("#sweep-cancel").click()
+    expect(page.locator("#sweep-status")).to_contain_text("cancelled", timeout=60_000)
+    kept = _probes(page.locator("#sweep-status").inner_text())
+    assert kept > 0
+    page.locator("#sweep-start").click()
+    expect(page.locator("#sweep-status")).to_contain_text("resumed from the journal", timeout=120_000)
+    status = page.locator("#sweep-status").inner_text()
+    total, resumed = _probes(status), int(re.search(r"\((\d+) resumed", status)[1])
+    assert resumed >= kept and total == layers * 4
+    expect(page.locator("#model-picker input")).to_have_value(re.compile(r"embedded · sweep-"))
+    page.screenshot(path=SHOTS / "9-sweep-done.png", full_page=True)
+
+
+def test_every_view_renders(page):
+    for tab in ("Measure", "Export", "Analyse", "Layers"):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(500)
+        page.screenshot(path=SHOTS / f"view-{tab.lower()}.png", full_page=True)
+    page.get_by_role("tab", name="Analyse").click()
+    expect(page.locator("#agreement .js-plotly-plot")).to_be_visible(timeout=30_000)

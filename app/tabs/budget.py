@@ -113,12 +113,14 @@ def build(shared: Shared) -> None:
         update = slider_update(lo, hi, float(mb))
         return (update, *solve(model, update["value"], *values))
 
-    def reset(model):
-        """A model was picked: its measured bits, its layers, no locks, a mid-range budget."""
+    def reset(model, url=None):
+        """A model was picked: its measured bits, its layers, no locks, a mid-range budget (or the
+        one the page's URL asks for)."""
         entry = shared.entry(model)
         wbits = [str(b) for b in entry.profile.bits("weight")]
         lo, hi = views.budget_range(entry, views.Controls())
-        return (slider_update(lo, hi, lo + 0.5 * (hi - lo)),
+        wanted = url[1] if url and url[0] == model and url[1] is not None else lo + 0.5 * (hi - lo)
+        return (slider_update(lo, hi, wanted),
                 gr.update(choices=wbits, value=wbits), gr.update(choices=wbits, value=wbits),
                 gr.update(choices=entry.profile.names, value=None), gr.update(choices=["fp", *wbits[::-1]], value="fp"),
                 (), [])
@@ -144,7 +146,7 @@ def build(shared: Shared) -> None:
     mode.change(lambda m: gr.update(visible=m.startswith("MixDQ")), mode, k, api_visibility="private",
                 show_progress="hidden")
     reset_outputs = [budget, content_bits, quality_bits, lock_layer, lock_bits, shared.locks, locks_table]
-    shared.model.change(friendly(reset), shared.model, reset_outputs,
+    shared.model.change(friendly(reset), [shared.model, shared.url], reset_outputs,
                         api_visibility="private").then(
         friendly(reshape), [shared.model, budget, *controls], [budget, *outputs], api_visibility="private", **common)
     lock_btn.click(friendly(add_lock), [shared.model, lock_layer, lock_bits, *controls],

@@ -19,9 +19,12 @@ class Shared:
     models: dict[str, ModelEntry]
     model: gr.Dropdown
     locks: gr.State  # tuple of (layer, "fp" or bits): this session's pinned layers
+    url: gr.State  # (model, budget MB) asked for by the page's URL, or None
     budget: dict[str, Any] = field(default_factory=dict)  # the budget view's controls, by name
     sensitivity: dict[str, Any] = field(default_factory=dict)
     compare: dict[str, Any] = field(default_factory=dict)
+    export: dict[str, Any] = field(default_factory=dict)
+    analyse: dict[str, Any] = field(default_factory=dict)
     later: list = field(default_factory=list)  # wiring that needs every tab built first
 
     def entry(self, key: str) -> ModelEntry:

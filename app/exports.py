@@ -1,0 +1,54 @@
+"""What a user takes home: the allocation (JSON, MixDQ YAML), the profile (CSV), and a deployed
+checkpoint (zipped), written to a fresh temporary folder per request."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import mixdq
+from mixdq.serialization import atomic_write_text
+
+from .session import ModelEntry
+
+
+def _folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix="mixdq-export-"))
+
+
+def allocation_files(entry: ModelEntry, plan: mixdq.Plan) -> list[Path]:
+    """allocation.json (every layer listed, "fp" included), MixDQ's two YAML files, profile.csv."""
+    out = _folder()
+    alloc = out / "allocation.json"
+    atomic_write_text(alloc, json.dumps(plan.allocation.to_dict(plan.layers), indent=1) + "\n")
+    files = [alloc]
+    for kind, bits in (("weight", plan.allocation.weights), ("act", plan.allocation.acts)):
+        if bits:
+            path = out / f"mixdq_{kind}_bits.yaml"
+            path.write_text(plan.allocation.to_mixdq_yaml("weight" if kind == "weight" else "activation"))
+            files.append(path)
+    profile_csv = out / f"profile-{entry.key.replace('/', '_')}.csv"
+    entry.profile.to_dataframe().to_csv(profile_csv, index=False)
+    return [*files, profile_csv]
+
+
+def deployed_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path, int, int]:
+    """The allocation deployed for real (packed weights, int8 kernels) and saved with the engine's
+    `save_deployed`, zipped: (zip path, bytes of the zip, bytes of the UNet weights file)."""
+    out = _folder()
+    with entry.lock:  # the fork copies the shared, calibrated UNet
+        fork = mixdq.fork_pipeline(entry.pipeline())
+    mixdq.set_bos_aware(fork, True)
+    mixdq.apply_allocation(fork, allocation)
+    mixdq.deploy.deploy(fork)
+    folder = mixdq.deploy.save_deployed(fork, out / "deployed", base_model=entry.spec)
+    archive = Path(shutil.make_archive(str(out / "mixdq-deployed"), "zip", folder))
+    return archive, archive.stat().st_size, (folder / "unet.safetensors").stat().st_size
+
+
+def commands(entry: ModelEntry, avg_bits: float) -> str:
+    """For a model whose weights are not here: the command lines that do the same."""
+    return (f"```bash\nmixdq allocate --profile {entry.profile_path.name} --avg-bits {avg_bits:.2f} -o alloc.json\n"
+            f"mixdq deploy {entry.spec} --allocation alloc.json -o {entry.key.replace('/', '_')}-deployed\n```")

@@ -1,0 +1,56 @@
+"""The export view: take the allocation, the profile and a deployed model home."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import exports, views
+from ..session import EMBEDDED
+from .budget import controls_of
+from .common import Shared, friendly
+
+INTRO = (
+    "Take the budget view's allocation home: as JSON (what `mixdq deploy --allocation` and "
+    "`mixdq.Allocation.load` read) and as MixDQ's YAML files, with the profile it came from as CSV. "
+    "For the embedded model, the deployed checkpoint: weights really packed to their bits (int8 "
+    "kernels for W8A8), saved as safetensors with a manifest; its size is measured, not computed."
+)
+
+
+def build(shared: Shared) -> None:
+    with gr.Tab("Export", id="export"):
+        gr.Markdown(INTRO)
+        with gr.Row():
+            files_btn = gr.Button("Allocation and profile files", elem_id="export-files")
+            deploy_btn = gr.Button("Deployed checkpoint (zip)", elem_id="export-deployed")
+        status = gr.Markdown(elem_id="export-status")
+        files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="export-downloads")
+
+    def plan_of(model, mb, values):
+        entry = shared.entry(model)
+        return entry, views.solve(entry, controls_of(*values), mb)
+
+    def allocation_files(model, mb, *values):
+        entry, plan = plan_of(model, mb, values)
+        paths = exports.allocation_files(entry, plan)
+        return [str(p) for p in paths], (f"{plan.avg_bits:.2f} bits, {views.megabytes(plan.weight_mb)} MB "
+                                         f"predicted for the packed weights; files: {', '.join(p.name for p in paths)}")
+
+    def deployed(model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks, progress=gr.Progress()):
+        entry, plan = plan_of(model, mb, (cw, cbits, qbits, fp16, qacts, abits, mode, k, locks))
+        if entry.key != EMBEDDED and entry.weights_available() is not None:
+            return gr.skip(), ("The weights of this model are not here; on a machine that has them:\n\n"
+                               + exports.commands(entry, plan.avg_bits))
+        progress(0.1, desc="packing the weights")
+        archive, zipped, weights = exports.deployed_zip(entry, plan.allocation)
+        return [str(archive)], (f"Deployed UNet: **{weights / 1e6:,.2f} MB** of weights on disk "
+                                f"({zipped / 1e6:,.2f} MB zipped); the planner predicted "
+                                f"{plan.weight_mb:,.2f} MB packed. Load it with "
+                                "`mixdq.deploy.load_deployed_pipeline(folder)`.")
+
+    b = shared.budget
+    inputs = [shared.model, b["slider"], *b["controls"]]
+    files_btn.click(friendly(allocation_files), inputs, [files, status], api_visibility="private")
+    deploy_btn.click(friendly(deployed), inputs, [files, status], concurrency_id="pipeline", concurrency_limit=1,
+                     api_visibility="private")
+    shared.export = dict(allocation_files=allocation_files, deployed=deployed)
