@@ -231,7 +231,7 @@ def test_deployed_checkpoint_gives_the_pages_image(client, tmp_path):
     deployed = mixdq.generate_images(pipe, [PROMPT], first_seed=5, **d.as_kwargs())
     _, page_q, _ = client.predict(PROMPT, 5, 4.0, api_name="/compare")
     page = torch.from_numpy(_pixels(page_q).copy()).permute(2, 0, 1).float() / 255
-    assert psnr_db(page, ((deployed[0] + 1) / 2).clamp(0, 1)) > 35  # int8 kernels vs simulation, 8-bit PNG
+    assert psnr_db(page, ((deployed[0] + 1) / 2).clamp(0, 1)) > 45  # measured 53.9 dB: int8 kernels vs simulation, 8-bit PNG
 
 
 def test_an_uploaded_profile_of_another_model_is_refused_by_name(client):

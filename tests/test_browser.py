@@ -148,3 +148,14 @@ def test_every_view_renders(page):
         page.screenshot(path=SHOTS / f"view-{tab.lower()}.png", full_page=True)
     page.get_by_role("tab", name="Analyse").click()
     expect(page.locator("#agreement .js-plotly-plot")).to_be_visible(timeout=30_000)
+
+
+def test_measuring_the_allocation_plots_it_beside_the_uniform_ones(page):
+    page.goto(page.url.split("?")[0])
+    expect(page.get_by_text("132 layers of embedded")).to_be_visible(timeout=60_000)
+    page.get_by_role("tab", name="Measure").click()
+    page.locator("#measure").click()
+    expect(page.locator("#measure-table")).to_contain_text("uniform W8A8", timeout=120_000)
+    expect(page.locator("#measure-table")).to_contain_text("bits", timeout=60_000)
+    expect(page.locator("#measure-plot .js-plotly-plot")).to_be_visible()
+    page.screenshot(path=SHOTS / "10-measure.png", full_page=True)
