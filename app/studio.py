@@ -76,7 +76,7 @@ def api_endpoints(models: dict[str, ModelEntry]) -> None:
     with gr.Column(visible=False):
         model, avg_bits, cw, plan = gr.Textbox(), gr.Number(), gr.Number(value=0.5), gr.JSON()
         prompt, seed, bits2 = gr.Textbox(), gr.Number(precision=0), gr.Number()
-        fp, q, metrics = gr.Image(type="numpy"), gr.Image(type="numpy"), gr.JSON()
+        fp, q, metrics = gr.Image(type="numpy", format="png"), gr.Image(type="numpy", format="png"), gr.JSON()
         count, files, archive, sizes, measured = gr.Number(value=32, precision=0), gr.File(file_count="multiple"), \
             gr.File(), gr.JSON(), gr.JSON()
         profile_files, profile_key = gr.File(file_count="multiple"), gr.Textbox()

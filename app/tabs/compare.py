@@ -25,6 +25,7 @@ INTRO = (
     "outlier, so here the toggle changes nothing measurable."
 )
 SCALE = 4  # the embedded model's 64 px images, shown at 256 px
+SHOWN = dict(type="numpy", format="png", interactive=False)  # lossless: the pixels are what is compared
 
 
 def _weights_note(entry) -> str:
@@ -57,14 +58,12 @@ def build(shared: Shared) -> None:
             naive = gr.Button("Baseline: naive W8A8")
             grid_btn = gr.Button("Grid: 8 held-out captions")
         with gr.Row():
-            slider = gr.ImageSlider(label="FP | quantized (drag the divider)", type="numpy", height=300,
-                                    interactive=False)
-            fp_img = gr.Image(label="floating point", type="numpy", height=300, elem_id="fp-image", interactive=False)
-            q_img = gr.Image(label="quantized", type="numpy", height=300, elem_id="q-image", interactive=False)
-            diff = gr.Image(label="difference x8", type="numpy", height=300, interactive=False)
+            slider = gr.ImageSlider(label="FP | quantized (drag the divider)", height=300, **SHOWN)
+            fp_img = gr.Image(label="floating point", height=300, elem_id="fp-image", **SHOWN)
+            q_img = gr.Image(label="quantized", height=300, elem_id="q-image", **SHOWN)
+            diff = gr.Image(label="difference x8", height=300, **SHOWN)
         metrics = gr.Markdown(elem_id="compare-metrics")
-        grid_img = gr.Image(label="FP (top) over quantized (bottom)", type="numpy", visible=False, interactive=False,
-                            elem_id="grid-image")
+        grid_img = gr.Image(label="FP (top) over quantized (bottom)", visible=False, elem_id="grid-image", **SHOWN)
 
     b = shared.budget
 
