@@ -156,6 +156,6 @@ def test_measuring_the_allocation_plots_it_beside_the_uniform_ones(page):
     page.get_by_role("tab", name="Measure").click()
     page.locator("#measure").click()
     expect(page.locator("#measure-table")).to_contain_text("uniform W8A8", timeout=120_000)
-    expect(page.locator("#measure-table")).to_contain_text("bits", timeout=60_000)
+    expect(page.locator("#measure-table")).to_contain_text("mixed W", timeout=60_000)
     expect(page.locator("#measure-plot .js-plotly-plot")).to_be_visible()
     page.screenshot(path=SHOTS / "10-measure.png", full_page=True)

@@ -92,7 +92,8 @@ def build(shared: Shared) -> None:
         plan = views.solve(entry, controls_of(cw, cbits, qbits, fp16, qacts, abits, mode, k, locks), mb)
         refs = uniform_rows(entry, int(count), progress)
         progress(0.99, desc=f"the allocation on {int(count)} captions")
-        rows = [*rows, measured_row(entry, f"{plan.avg_bits:.2f} bits", plan, int(count))]
+        acts = "float acts" if plan.act_avg_bits is None else f"A{plan.act_avg_bits:.1f}"
+        rows = [*rows, measured_row(entry, f"mixed W{plan.avg_bits:.2f} {acts}", plan, int(count))]
         hist = pd.DataFrame(rows, columns=COLUMNS)
         return rows, refs, plot(hist, refs, metric_name), pd.concat([refs, hist], ignore_index=True)
 
