@@ -45,7 +45,9 @@ def deployed_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path,
     mixdq.deploy.deploy(fork)
     folder = mixdq.deploy.save_deployed(fork, out / "deployed", base_model=entry.spec)
     archive = Path(shutil.make_archive(str(out / "mixdq-deployed"), "zip", folder))
-    return archive, archive.stat().st_size, (folder / "unet.safetensors").stat().st_size
+    weights = (folder / "unet.safetensors").stat().st_size
+    shutil.rmtree(folder)  # the zip is what is downloaded
+    return archive, archive.stat().st_size, weights
 
 
 def commands(entry: ModelEntry, avg_bits: float) -> str:

@@ -8,7 +8,7 @@ import torch
 import mixdq
 from mixdq.shapes import dataset
 
-from .session import EMBEDDED, ModelEntry, image_metrics
+from .session import ModelEntry, image_metrics
 
 MAX_SEED = 2**31 - 1
 
@@ -45,7 +45,7 @@ def check_prompt(entry: ModelEntry, prompt: str, seed) -> tuple[str, int]:
     if not prompt:
         raise mixdq.ConfigError("the prompt is empty: compose one from the pickers or type one")
     seed = check_seed(seed)
-    if entry.key == EMBEDDED:
+    if entry.embedded:
         check = mixdq.check_prompt(None, prompt)
         if check.unknown_words:
             words = ", ".join(sorted(mixdq.known_words()))
@@ -87,19 +87,11 @@ def compose(size: str, colour: str, shape: str, where: str, background: str) -> 
     return dataset.Scene(shape, colour, background, where, size).caption
 
 
-try:  # on a ZeroGPU Space only the decorated function holds a GPU; elsewhere nothing changes
-    import spaces
-
-    compare = spaces.GPU(compare)
-except ImportError:
-    pass
-
-
 def measure(entry: ModelEntry, allocation: mixdq.Allocation, num_prompts: int) -> dict:
     """The allocation on `num_prompts` held-out captions (caption i with seed i) against FP:
     PSNR, SSIM, and on the embedded model caption alignment and Fréchet distance of classifier
     features. FP images are cached, so a second allocation costs one quantized run."""
-    if entry.key != EMBEDDED:
+    if not entry.embedded:
         raise mixdq.ConfigError("measuring needs held-out captions and images: it runs on the embedded model")
     if not 2 <= int(num_prompts) <= 128:
         raise mixdq.ConfigError(f"measure on 2 to 128 prompts, got {num_prompts}")
@@ -111,3 +103,11 @@ def measure(entry: ModelEntry, allocation: mixdq.Allocation, num_prompts: int) -
     with torch.no_grad():
         scores = scores_against(entry.classifier, fp, q, captions)
     return {k: round(v, 4) for k, v in scores.items()} | {"num_prompts": int(num_prompts)}
+
+
+try:  # on a ZeroGPU Space only the decorated function holds a GPU; elsewhere nothing changes
+    import spaces
+
+    compare, measure = spaces.GPU(compare), spaces.GPU(measure)
+except ImportError:
+    pass

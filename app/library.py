@@ -8,6 +8,7 @@ the engine's importer); nothing from a user's file is executed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -79,10 +80,12 @@ def accept_upload(models: dict[str, ModelEntry], entry: ModelEntry, paths: list[
 def add(models: dict[str, ModelEntry], base: ModelEntry, profile: mixdq.Profile, label: str) -> str:
     """Keep `profile` on disk beside the model's others and serve it as `base.key · label`."""
     folder = folder_of(base)
-    digest = hashlib.sha256(profile.to_json().encode()).hexdigest()[:10]
+    # the layers decide the digest: the same measurements uploaded twice are one entry
+    digest = hashlib.sha256(json.dumps([layer.to_dict() for layer in profile]).encode()).hexdigest()[:10]
     path = profile.save(folder / f"{label}-{digest}.json")
-    key = f"{base.key.split(SEP)[0]}{SEP}{label}-{digest}"
-    models[key] = ModelEntry(key, base.spec, path)
+    root = models[base.key.split(SEP)[0]]
+    key = f"{root.key}{SEP}{label}-{digest}"
+    models.setdefault(key, ModelEntry(key, root.spec, path).sharing_pipeline_of(root))
     return key
 
 
@@ -91,10 +94,11 @@ def load_saved(models: dict[str, ModelEntry]) -> None:
     for base in [m for m in list(models.values()) if SEP not in m.key]:
         folder = folder_of(base)
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
-            models.setdefault(f"{base.key}{SEP}{path.stem}", ModelEntry(f"{base.key}{SEP}{path.stem}", base.spec, path))
+            key = f"{base.key}{SEP}{path.stem}"
+            models.setdefault(key, ModelEntry(key, base.spec, path).sharing_pipeline_of(base))
 
 
-_SWEEPS: dict[str, threading.Event] = {}  # model -> its running sweep's cancel flag
+_SWEEPS: dict[Path, threading.Event] = {}  # a model's profile folder -> its running sweep's cancel flag
 _SWEEPS_LOCK = threading.Lock()
 
 
@@ -115,10 +119,11 @@ def journaled(path: Path) -> int:
 def run_sweep(base: ModelEntry, config: mixdq.SweepConfig) -> tuple[mixdq.Profile, Path]:
     """The engine's resumable sweep on a pipeline of its own (image generation is not blocked);
     `cancel(base)` stops it after the probe in flight, and the journal keeps what was measured."""
+    model = folder_of(base)  # every profile of one model shares its sweeps' journals
     with _SWEEPS_LOCK:
-        if base.key in _SWEEPS:
-            raise mixdq.ConfigError(f"a sweep of {base.key} is already running; cancel it or wait for it")
-        flag = _SWEEPS[base.key] = threading.Event()
+        if model in _SWEEPS:
+            raise mixdq.ConfigError("a sweep of this model is already running; cancel it or wait for it")
+        flag = _SWEEPS[model] = threading.Event()
     try:
         pipe = mixdq.load_pipeline(base.spec)
         out = sweep_path(base, config)
@@ -132,12 +137,12 @@ def run_sweep(base: ModelEntry, config: mixdq.SweepConfig) -> tuple[mixdq.Profil
         return profile, out
     finally:
         with _SWEEPS_LOCK:
-            _SWEEPS.pop(base.key, None)
+            _SWEEPS.pop(model, None)
 
 
 def cancel(base: ModelEntry) -> bool:
     with _SWEEPS_LOCK:
-        flag = _SWEEPS.get(base.key)
+        flag = _SWEEPS.get(folder_of(base))
     if flag is not None:
         flag.set()
     return flag is not None

@@ -35,6 +35,18 @@ class ModelEntry:
     profile_path: Path
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def embedded(self) -> bool:
+        """The embedded model (or a profile of it made in the studio): captions, classifier."""
+        return self.spec is None
+
+    def sharing_pipeline_of(self, base: ModelEntry) -> ModelEntry:
+        """Another profile of `base`'s model uses `base`'s pipeline, lock and FP cache: one model
+        in memory however many profiles of it are served."""
+        self.lock = base.lock
+        self.__dict__["_state"] = base._state
+        return self
+
     @cached_property
     def profile(self) -> mixdq.Profile:
         return mixdq.Profile.load(self.profile_path)

@@ -3,6 +3,7 @@ Each tab lives in `app/tabs/`; this file only assembles them."""
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from urllib.parse import urlencode
 
@@ -12,7 +13,7 @@ import pandas as pd
 import mixdq
 from mixdq.bits import bits_choices, parse_bits
 
-from . import api, library
+from . import api, images, library
 from .session import EMBEDDED, ModelEntry, default_models
 from .tabs import analyse, budget, compare, export, measure, sensitivity
 from .tabs.common import Shared, friendly
@@ -64,7 +65,7 @@ def layers_tab() -> None:
             wbits = gr.Dropdown(bits_choices("weight"), value="8", label="Weight bits")
             abits = gr.Dropdown(bits_choices("activation"), value="8", label="Activation bits")
         summary = gr.Markdown()
-        table = gr.Dataframe(interactive=False, max_height=480)
+        table = gr.Dataframe(interactive=False, max_height=480, elem_id="layers-table")
     inputs = [model, wbits, abits]
     for control in inputs:
         control.change(inventory_view, inputs, [table, summary], api_visibility="private")
@@ -100,17 +101,19 @@ def url_state(models: dict[str, ModelEntry], default: str, request: gr.Request):
     malformed keeps its default."""
     q = dict(request.query_params) if request is not None else {}
 
-    def number(key, cast=float):
+    def number(key, low=-math.inf, high=math.inf):
         try:
-            return cast(q[key])
+            value = float(q[key])
         except (KeyError, ValueError):
             return None
+        return min(max(value, low), high) if math.isfinite(value) else None  # "nan", "inf": ignored
 
     model = q.get("model") if q.get("model") in models else default
-    cw, seed = number("cw"), number("seed", int)
-    return (model, gr.update(value=min(max(cw, 0.0), 1.0)) if cw is not None else gr.skip(),
-            q["prompt"] if q.get("prompt") else gr.skip(), seed if seed is not None else gr.skip(),
-            (model, number("budget")))
+    cw, seed = number("cw", 0.0, 1.0), number("seed", 0, images.MAX_SEED)
+    # the choices too: profiles swept or uploaded since this page was built are offered again
+    return (gr.update(choices=list(models), value=model), cw if cw is not None else gr.skip(),
+            q["prompt"] if q.get("prompt") else gr.skip(), int(seed) if seed is not None else gr.skip(),
+            (model, number("budget", 0.0)))
 
 
 def make_link(model, mb, cw, prompt, seed, request: gr.Request) -> str:
@@ -151,9 +154,7 @@ def build_demo(models: dict[str, ModelEntry] | None = None, default: str = EMBED
             return url_state(models, default, request)
 
         opened = demo.load(opening, None, state, api_visibility="private")
-        opened.then(friendly(b["reset"]), [picker, shared.url], b["reset_outputs"], api_visibility="private").then(
-            friendly(b["reshape"]), [picker, b["slider"], *b["controls"]], [b["slider"], *b["outputs"]],
-            api_visibility="private")
+        opened.then(friendly(b["reset"]), b["reset_inputs"], b["reset_outputs"], api_visibility="private")
         opened.then(friendly(s["bit_choices"]), [picker, s["kind"]], [s["bits"], s["layer"]],
                     api_visibility="private").then(friendly(s["show"]), s["inputs"], s["shown"],
                                                    api_visibility="private")

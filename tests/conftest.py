@@ -6,7 +6,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # profiles the studio measures or receives in tests go to a throwaway folder, not ~/.cache
 import tempfile  # noqa: E402
 
-os.environ.setdefault("MIXDQ_STUDIO_CACHE", tempfile.mkdtemp(prefix="mixdq-studio-test-"))
+os.environ["MIXDQ_STUDIO_CACHE"] = tempfile.mkdtemp(prefix="mixdq-studio-test-")  # never a developer's own
 
 import sys
 from pathlib import Path

@@ -275,3 +275,28 @@ def test_metric_agreement_matches_the_published_figures():
         assert len(frame) == 420 and 0.99 < rho < 1
     _, rho = metric_agreement(mixdq.Profile.load(ROOT / "assets" / "profiles" / "embedded.json"), "weight", 4)
     assert 0.95 < rho < 0.99
+
+
+def test_a_link_with_bad_values_keeps_the_defaults(models):
+    from types import SimpleNamespace
+
+    from app.studio import url_state
+
+    request = SimpleNamespace(query_params={"model": "nope", "budget": "inf", "cw": "nan", "seed": "-9", "prompt": ""})
+    picker, cw, prompt, seed, (model, budget) = url_state(models, "embedded", request)
+    assert picker["value"] == model == "embedded" and budget is None and seed == 0
+    assert not isinstance(cw, float) and not isinstance(prompt, str)  # gr.skip(): left as they are
+    request = SimpleNamespace(query_params={"model": "sdxl-turbo", "budget": "1500", "cw": "3", "seed": "7"})
+    picker, cw, _, seed, (model, budget) = url_state(models, "embedded", request)
+    assert (model, budget, cw, seed) == ("sdxl-turbo", 1500.0, 1.0, 7) and "sdxl-turbo" in picker["choices"]
+
+
+def test_yaml_with_python_tags_is_refused_not_run(client, tmp_path):
+    from gradio_client import handle_file
+
+    evil = tmp_path / "weight_sqnr.yaml"
+    marker = tmp_path / "ran"
+    evil.write_text(f"model.conv_in: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(AppError, match="not valid YAML|could not|YAML"):
+        client.predict("embedded", [handle_file(str(evil))], api_name="/upload_profile")
+    assert not marker.exists()

@@ -121,7 +121,7 @@ def build(shared: Shared) -> None:
         partial = ("" if measured == len(profile) else
                    f" Only {measured} of {len(profile)} layers were measured: the heatmaps show them; the budget "
                    "needs every layer (measure the rest, or allow FP16 for the others).")
-        return (gr.update(choices=list(shared.models), value=key),
+        return (gr.update(choices=list(shared.models), value=model if partial else key),
                 f"Measured {profile.meta['probes']} probes ({resumed} resumed from the journal) in "
                 f"{profile.meta['elapsed_s']:.0f} s of probing: now **{key}** in the model picker.{partial}")
 

@@ -113,17 +113,23 @@ def build(shared: Shared) -> None:
         update = slider_update(lo, hi, float(mb))
         return (update, *solve(model, update["value"], *values))
 
-    def reset(model, url=None):
+    def reset(model, url, cw, fp16, qacts, abits, mode_name, k_value):
         """A model was picked: its measured bits, its layers, no locks, a mid-range budget (or the
-        one the page's URL asks for)."""
+        one the page's URL asks for), and the plan there. Solved here, not in a following event:
+        that one could still see the old model's budget, outside the new range."""
         entry = shared.entry(model)
         wbits = [str(b) for b in entry.profile.bits("weight")]
-        lo, hi = views.budget_range(entry, views.Controls())
-        wanted = url[1] if url and url[0] == model and url[1] is not None else lo + 0.5 * (hi - lo)
-        return (slider_update(lo, hi, wanted),
-                gr.update(choices=wbits, value=wbits), gr.update(choices=wbits, value=wbits),
+        c = controls_of(cw, (), (), fp16, qacts, abits, mode_name, k_value, ())
+        try:
+            lo, hi = views.budget_range(entry, c)
+            wanted = url[1] if url and url[0] == model and url[1] is not None else lo + 0.5 * (hi - lo)
+            slider = slider_update(lo, hi, wanted)
+            shown = update(entry, c, slider["value"])
+        except mixdq.MixDQError as e:  # e.g. a profile of some layers only: the other views still work
+            slider, shown = gr.skip(), (f"**Cannot allocate:** {e}", gr.skip(), gr.skip())
+        return (slider, gr.update(choices=wbits, value=wbits), gr.update(choices=wbits, value=wbits),
                 gr.update(choices=entry.profile.names, value=None), gr.update(choices=["fp", *wbits[::-1]], value="fp"),
-                (), [])
+                (), [], *shown)
 
     def add_lock(model, layer, bits, *values):
         if not layer:
@@ -145,10 +151,9 @@ def build(shared: Shared) -> None:
                          show_progress="hidden")
     mode.change(lambda m: gr.update(visible=m.startswith("MixDQ")), mode, k, api_visibility="private",
                 show_progress="hidden")
-    reset_outputs = [budget, content_bits, quality_bits, lock_layer, lock_bits, shared.locks, locks_table]
-    shared.model.change(friendly(reset), [shared.model, shared.url], reset_outputs,
-                        api_visibility="private").then(
-        friendly(reshape), [shared.model, budget, *controls], [budget, *outputs], api_visibility="private", **common)
+    reset_inputs = [shared.model, shared.url, cw, allow_fp, quantize_acts, act_bits, mode, k]
+    reset_outputs = [budget, content_bits, quality_bits, lock_layer, lock_bits, shared.locks, locks_table, *outputs]
+    shared.model.change(friendly(reset), reset_inputs, reset_outputs, api_visibility="private", **common)
     lock_btn.click(friendly(add_lock), [shared.model, lock_layer, lock_bits, *controls],
                    [shared.locks, locks_table], api_visibility="private").then(
         friendly(reshape), [shared.model, budget, *controls], [budget, *outputs], api_visibility="private", **common)
@@ -157,5 +162,6 @@ def build(shared: Shared) -> None:
                **common)
     clear_btn.click(lambda: ((), []), None, [shared.locks, locks_table], api_visibility="private").then(
         friendly(reshape), [shared.model, budget, *controls], [budget, *outputs], api_visibility="private", **common)
-    shared.budget.update(reset=reset, reshape=reshape, locks_table=locks_table, reset_outputs=reset_outputs,
+    shared.budget.update(reset=reset, reshape=reshape, locks_table=locks_table, reset_inputs=reset_inputs,
+                         reset_outputs=reset_outputs,
                          outputs=outputs)

@@ -10,7 +10,6 @@ import mixdq
 from mixdq.shapes import dataset
 
 from .. import images, views
-from ..session import EMBEDDED
 from .budget import controls_of
 from .common import Shared, friendly
 
@@ -100,7 +99,7 @@ def build(shared: Shared) -> None:
 
     def run_grid(model, s, bos_aware, mb, *values):
         entry = shared.entry(model)
-        if entry.key != EMBEDDED:
+        if not entry.embedded:
             raise gr.Error("the grid uses the embedded model's held-out captions; pick the embedded model")
         s = images.check_seed(s)
         allocation, label, _ = allocation_for(entry, "plan", mb, values)
@@ -112,7 +111,7 @@ def build(shared: Shared) -> None:
 
     def model_changed(model):
         entry = shared.entry(model)
-        return _weights_note(entry), gr.update(visible=entry.key == EMBEDDED)
+        return _weights_note(entry), gr.update(visible=entry.embedded)
 
     outputs = [slider, fp_img, q_img, diff, metrics, grid_img]
 

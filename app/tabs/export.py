@@ -5,7 +5,6 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import exports, views
-from ..session import EMBEDDED
 from .budget import controls_of
 from .common import Shared, friendly
 
@@ -38,7 +37,7 @@ def build(shared: Shared) -> None:
 
     def deployed(model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks, progress=gr.Progress()):
         entry, plan = plan_of(model, mb, (cw, cbits, qbits, fp16, qacts, abits, mode, k, locks))
-        if entry.key != EMBEDDED and entry.weights_available() is not None:
+        if entry.weights_available() is not None:
             return gr.skip(), ("The weights of this model are not here; on a machine that has them:\n\n"
                                + exports.commands(entry, plan.avg_bits))
         progress(0.1, desc="packing the weights")

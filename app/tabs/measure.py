@@ -9,7 +9,6 @@ import plotly.graph_objects as go
 import mixdq
 
 from .. import images, views
-from ..session import EMBEDDED
 from .budget import controls_of
 from .common import Shared, friendly
 
@@ -87,7 +86,7 @@ def build(shared: Shared) -> None:
     def run(model, count, metric_name, rows, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks,
             progress=gr.Progress()):
         entry = shared.entry(model)
-        if entry.key != EMBEDDED:
+        if not entry.embedded:
             raise mixdq.ConfigError("measuring needs images and held-out captions: pick the embedded model")
         plan = views.solve(entry, controls_of(cw, cbits, qbits, fp16, qacts, abits, mode, k, locks), mb)
         refs = uniform_rows(entry, int(count), progress)
