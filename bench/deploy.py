@@ -1,6 +1,6 @@
 """Deployed models, measured: UNet bytes held, peak resident memory and latency against FP32.
 
-    .venv/bin/python bench/deploy.py [--models embedded,sd-turbo] [--threads 2]
+    .venv/bin/python bench/deploy.py [--models embedded,sd-turbo] [--threads 2] [--cache-mb MB] [--json FILE]
 
 Each (model, setting) runs in a fresh process, so one measurement's memory cannot leak into the
 next. Settings: FP32; uniform W8A8 (int8 kernels); uniform W4A8 (4-bit packed weights); a mixed
@@ -8,7 +8,12 @@ next. Settings: FP32; uniform W8A8 (int8 kernels); uniform W4A8 (4-bit packed we
 which has no profile here: 3-bit `ff.net.2`, 8-bit conv_in/conv_out/time embedding, 4-bit the
 rest, A8). Embedded: one 64x64 image, 4 steps. SD-Turbo: the full-size UNet (865 M parameters,
 random weights, built from the shipped config) for one call at 512x512 (64x64 latents), batch 1.
-Targets: W8A8 UNet bytes <= 0.26x FP32, mixed ~4-bit <= 0.15x, W8A8 latency <= FP32.
+Deployment chooses each layer's kernel by timing (`mixdq.deploy.kernels`); `--cache-mb` lets
+layers below 8 bits hold pre-packed int8 weights within that many more MB.
+Targets: SD-Turbo W4A8 and mixed ~4-bit A8 latency <= 0.6x FP32 at <= 0.15x bytes, W8A8 <= 0.5x;
+embedded model every setting <= 1.15x FP32; peak RSS of a call not above earlier releases'.
+`--json FILE` writes per model and setting: bits, UNet bytes, peak RSS, latency (each with its
+ratio to FP32), layers per kernel, and the CPU.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ import sys
 from pathlib import Path
 
 import torch
-from machine import start
+from machine import cpu_summary, start
 
 import mixdq
-from mixdq.deploy import deploy, deployed_layers, report
+from mixdq.deploy import deploy, report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +46,7 @@ def sd_turbo_mixed(names: list[str]) -> mixdq.Allocation:
     return mixdq.Allocation({n: bits(n) for n in names}, {n: 8 for n in names})
 
 
-def embedded(setting: str) -> dict:
+def embedded(setting: str, cache_bytes: int) -> dict:
     from mixdq.models import ASSETS
     from mixdq.shapes import dataset
 
@@ -54,13 +59,13 @@ def embedded(setting: str) -> dict:
     if allocation is not None:
         calibration = defaults.calibration(batch_size=32)
         mixdq.quantize_(pipe, allocation, calibration=calibration)
-        deploy(pipe)
+        deploy(pipe, cache_bytes=cache_bytes)
     caption = dataset.evaluation_captions(1)[0]
     call = lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **defaults.as_kwargs())  # noqa: E731
     return _report(pipe, call, inventory, allocation, repeats=10)
 
 
-def sd_turbo(setting: str) -> dict:
+def sd_turbo(setting: str, cache_bytes: int) -> dict:
     from diffusers import UNet2DConditionModel
 
     config = mixdq.load_unet_config("sd-turbo")
@@ -77,7 +82,7 @@ def sd_turbo(setting: str) -> dict:
         with mixdq.calibrating(unet), torch.no_grad():
             call()
         mixdq.apply_allocation(unet, allocation)
-        deploy(unet, bos=text[0, 0])
+        deploy(unet, bos=text[0, 0], sample=call, cache_bytes=cache_bytes)
     return _report(unet, call, inventory, allocation, repeats=2)
 
 
@@ -91,45 +96,69 @@ def _allocation(setting: str, names: list[str], mixed) -> mixdq.Allocation | Non
 
 def _report(model, call, inventory, allocation, repeats) -> dict:
     r = report(model, inventory, allocation, call, repeats=repeats).to_dict()
-    layers = deployed_layers(model)
-    return r | dict(int8_layers=sum(x.int8 for x in layers.values()), layers=len(inventory))
+    if allocation is None:
+        r["kernels"] = dict.fromkeys(r["kernels"], 0) | {"float": len(inventory)}
+    return r | dict(layers=len(inventory))
 
 
-def child(model: str, setting: str, threads: int) -> None:
+def child(model: str, setting: str, threads: int, cache_bytes: int) -> None:
     torch.set_num_threads(threads)
     with torch.no_grad():
-        print(json.dumps({"embedded": embedded, "sd-turbo": sd_turbo}[model](setting)))
+        print(json.dumps({"embedded": embedded, "sd-turbo": sd_turbo}[model](setting, cache_bytes)))
+
+
+def _with_ratios(results: dict) -> dict:
+    fp = results["fp32"]
+    out = {}
+    for setting, r in results.items():
+        ratio = lambda key: None if r[key] is None or fp[key] is None else r[key] / fp[key]  # noqa: E731, B023
+        out[setting] = dict(bits=r["avg_weight_bits"], unet_bytes=r["unet_bytes"], unet_bytes_x_fp32=ratio("unet_bytes"),
+                            peak_rss_bytes=r["peak_rss_bytes"], peak_rss_x_fp32=ratio("peak_rss_bytes"),
+                            latency_s=r["latency_s"], latency_x_fp32=ratio("latency_s"), kernels=r["kernels"],
+                            simulated_weight_bytes=r["simulated_weight_bytes"],
+                            measured_weight_bytes=r["measured_weight_bytes"])
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default="embedded,sd-turbo")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache-mb", type=float, default=0.0,
+                        help="MB more that layers below 8 bits may hold as pre-packed int8 weights (default 0)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "SETTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    cache_bytes = int(args.cache_mb * 1e6)
     if args.child:
-        return child(*args.child, args.threads)
+        return child(*args.child, args.threads, cache_bytes)
     start(args.threads)
+    everything = dict(cpu=cpu_summary(args.threads), cache_mb=args.cache_mb, models={})
     for model in args.models.split(","):
         results = {}
         for setting in SETTINGS:
-            out = subprocess.run([sys.executable, __file__, "--child", model, setting, "--threads", str(args.threads)],
-                                 capture_output=True, text=True, cwd=ROOT)
+            out = subprocess.run([sys.executable, __file__, "--child", model, setting, "--threads", str(args.threads),
+                                  "--cache-mb", str(args.cache_mb)], capture_output=True, text=True, cwd=ROOT)
             if out.returncode != 0:
                 print(f"{model} {setting}: failed\n{out.stderr[-2000:]}")
                 continue
             results[setting] = json.loads(out.stdout.strip().splitlines()[-1])
         fp = results["fp32"]
+        everything["models"][model] = _with_ratios(results)
         print(f"\n{model} ({args.threads} threads; ratios against FP32 in the same run)")
         print(f"{'setting':<7} {'bits':>5} {'UNet MB':>8} {'x FP32':>7} {'weights: simulated':>19} {'measured':>9} "
-              f"{'RSS before':>10} {'peak RSS MB':>11} {'x FP32':>7} {'latency':>9} {'x FP32':>7} {'int8 layers':>11}")
+              f"{'RSS before':>10} {'peak RSS MB':>11} {'x FP32':>7} {'latency':>9} {'x FP32':>7}  layers per kernel")
         mb = lambda b: float("nan") if b is None else b / 1e6  # noqa: E731
         for setting, r in results.items():
             print(f"{setting:<7} {r['avg_weight_bits']:5.2f} {r['unet_bytes'] / 1e6:8.1f} {r['unet_bytes'] / fp['unet_bytes']:7.3f} "
                   f"{r['simulated_weight_bytes'] / 1e6:16.1f} MB {r['measured_weight_bytes'] / 1e6:6.1f} MB "
                   f"{mb(r['resident_before_bytes']):10.0f} {mb(r['peak_rss_bytes']):11.0f} "
                   f"{mb(r['peak_rss_bytes']) / mb(fp['peak_rss_bytes']):7.3f} "
-                  f"{r['latency_s'] * 1e3:7.0f}ms {r['latency_s'] / fp['latency_s']:7.2f} {r['int8_layers']:>6}/{r['layers']}")
+                  f"{r['latency_s'] * 1e3:7.0f}ms {r['latency_s'] / fp['latency_s']:7.2f}  "
+                  + ", ".join(f"{k} {n}" for k, n in r["kernels"].items() if n))
+    if args.json:
+        Path(args.json).write_text(json.dumps(everything, indent=1) + "\n")
+        print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":

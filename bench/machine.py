@@ -19,11 +19,17 @@ def _cpuinfo(key: str) -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "")
 
 
-def describe() -> str:
+def cpu_summary(threads: int | None = None) -> dict:
+    """The machine as data, for a bench's JSON output."""
     flags = set(_cpuinfo("flags").split())
-    return (f"machine: {_cpuinfo('model name') or platform.machine()}, {torch.get_num_threads()} torch threads, "
-            f"CPU flags: {' '.join(f for f in FLAGS if f in flags) or 'none of ' + ', '.join(FLAGS)}, "
-            f"torch {torch.__version__}")
+    return dict(model=_cpuinfo("model name") or platform.machine(), threads=threads or torch.get_num_threads(),
+                flags=[f for f in FLAGS if f in flags], torch=torch.__version__)
+
+
+def describe() -> str:
+    cpu = cpu_summary()
+    return (f"machine: {cpu['model']}, {cpu['threads']} torch threads, "
+            f"CPU flags: {' '.join(cpu['flags']) or 'none of ' + ', '.join(FLAGS)}, torch {cpu['torch']}")
 
 
 def start(threads: int) -> None:

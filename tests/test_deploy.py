@@ -8,6 +8,7 @@ from torch import nn
 
 import mixdq
 from mixdq.deploy import (
+    KERNELS,
     DeployedLayer,
     LayerSpec,
     deploy,
@@ -36,6 +37,17 @@ def test_pack_unpack_round_trip_is_exact(bits, numel):
     assert torch.equal(unpack(packed, bits, numel), codes)
 
 
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize("numel", [0, 1, 9, 4099])
+def test_bit_planes_round_trip_at_the_same_bytes(bits, numel):
+    from mixdq.deploy.packing import pack_planes, unpack_planes
+
+    codes = torch.randint(0, 2**bits, (numel,), dtype=torch.uint8, generator=torch.Generator().manual_seed(numel))
+    planes = pack_planes(codes, bits)
+    assert sum(p.numel() for p in planes) == packed_nbytes(numel, bits)
+    assert torch.equal(unpack_planes(planes, bits, numel), codes)
+
+
 def test_pack_refuses_codes_out_of_range():
     with pytest.raises(ValueError, match=r"\[0, 3\]"):
         pack(torch.tensor([0, 4], dtype=torch.uint8), 2)
@@ -51,25 +63,127 @@ def _inputs():
     return {"proj": torch.randn(5, 7, 64, generator=g) * 3, "conv": torch.randn(2, 16, 12, 12, generator=g)}
 
 
-@pytest.mark.parametrize("weight,act", [(8, 8), (4, 8), (3, None), (2, 6), (None, 8), (8, 4)])
-def test_deployed_layers_match_the_simulated_ones(weight, act):
-    model, x = _layers_model(), _inputs()
-    mixdq.prepare(model)
+def _sd_like_layers():
+    """Linear on tokens, and Conv2d as SD has them (3x3 padded, 3x3 stride 2, 1x1), plus groups."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"proj": nn.Linear(64, 96), "conv": nn.Conv2d(16, 32, 3, padding=1),
+                           "down": nn.Conv2d(16, 16, 3, padding=1, stride=2), "shortcut": nn.Conv2d(16, 32, 1),
+                           "grouped": nn.Conv2d(16, 32, 3, padding=1, groups=4)})
+    g = torch.Generator().manual_seed(1)
+    x = {"proj": torch.randn(2, 9, 64, generator=g) * 3, **{n: torch.randn(2, 16, 10, 10, generator=g)
+                                                            for n in ("conv", "down", "shortcut", "grouped")}}
+    return model, x
+
+
+def _calibrated(model, x, allocation, **quant):
+    mixdq.prepare(model, mixdq.QuantConfig(**quant))
     with mixdq.calibrating(model), torch.no_grad():
         for name, layer in model.items():
             layer(x[name])
-    mixdq.apply_allocation(model, mixdq.Allocation.uniform(["proj", "conv"], weight, act))
+    mixdq.apply_allocation(model, allocation)
     with torch.no_grad():
-        simulated = {name: layer(x[name]) for name, layer in model.items()}
-        deploy(model)
+        return {name: layer(x[name]) for name, layer in model.items()}
+
+
+def _relative_error(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("act", [8, 4])
+@pytest.mark.parametrize("weight", [2, 3, 4, 5, 6, 8])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_kernel_matches_the_simulated_layers(kernel, weight, act):
+    model, x = _sd_like_layers()
+    simulated = _calibrated(model, x, mixdq.Allocation.uniform(list(model), weight, act))
+    with torch.no_grad():
+        deploy(model, kernel=kernel)
         real = {name: layer(x[name]) for name, layer in model.items()}
-    for name in model:
+    for name, layer in deployed_layers(model).items():
+        if kernel == "int8-unpack" and weight == 8:  # 8-bit codes are held pre-packed instead
+            assert layer.kernel == "int8" and "only 2-6-bit codes are unpacked" in layer.spec.kernel_reason
+        else:
+            assert layer.kernel == kernel and layer.spec.kernel_reason == "fixed"
         # int8 kernels sum in int32 and rescale once; the simulation sums dequantized floats:
         # the same numbers up to float32 rounding
-        err = (real[name] - simulated[name]).abs().max() / simulated[name].abs().max()
-        assert err < 1e-5, (name, err)
-    uses_kernels = {name: m.int8 for name, m in deployed_layers(model).items()}
-    assert all(uses_kernels.values()) == (weight == 8 and act == 8)
+        assert _relative_error(real[name], simulated[name]) < 1e-5, name
+
+
+@pytest.mark.parametrize("weight", [4, 8])
+def test_asymmetric_weights_run_on_int8_kernels_below_8_bits(weight):
+    model, x = _sd_like_layers()
+    simulated = _calibrated(model, x, mixdq.Allocation.uniform(list(model), weight, 8),
+                            weight=mixdq.WeightQuantConfig(symmetric=False))
+    with torch.no_grad():
+        deploy(model, kernel="int8")
+        real = {name: layer(x[name]) for name, layer in model.items()}
+    for name, layer in deployed_layers(model).items():
+        assert _relative_error(real[name], simulated[name]) < 1e-5, name
+        if weight == 8:  # code - zero-point spans [-255, 255]
+            assert layer.kernel == "dequant" and "do not fit int8" in layer.spec.kernel_reason
+        else:
+            assert layer.kernel == "int8"
+            assert "asymmetric weights" in layer.unsupported("int8-unpack")
+
+
+@pytest.mark.parametrize("weight,act", [(3, None), (None, 8), (8, None)])
+def test_layers_without_integer_inputs_fall_back_and_say_why(weight, act):
+    model, x = _sd_like_layers()
+    simulated = _calibrated(model, x, mixdq.Allocation.uniform(list(model), weight, act))
+    with torch.no_grad():
+        deploy(model, kernel="int8", sample=lambda: [layer(x[name]) for name, layer in model.items()])
+        real = {name: layer(x[name]) for name, layer in model.items()}
+    for name, layer in deployed_layers(model).items():
+        assert _relative_error(real[name], simulated[name]) < 1e-5, name
+        if weight is None:
+            assert layer.kernel is None
+        else:  # weight-only: timed among what it can use, and the reason kept
+            assert layer.kernel == "dequant" and layer.spec.input_shape == tuple(x[name].shape)
+            assert layer.spec.kernel_reason.startswith("int8 asked for, but its activations stay floating point")
+
+
+def test_auto_keeps_the_fastest_kernel_measured_on_the_real_shape():
+    model, x = _sd_like_layers()
+    names = list(model)
+    allocation = mixdq.Allocation(dict(zip(names, [4, 8, 2, 6, 3], strict=True)), dict.fromkeys(names, 8))
+    simulated = _calibrated(model, x, allocation)
+    with torch.no_grad():
+        deploy(model, sample=lambda: [layer(x[name]) for name, layer in model.items()])
+        real = {name: layer(x[name]) for name, layer in model.items()}
+    for name, layer in deployed_layers(model).items():
+        spec = layer.spec
+        assert _relative_error(real[name], simulated[name]) < 1e-5, name
+        assert spec.input_shape == tuple(x[name].shape) and spec.kernel_reason == "fastest measured"
+        eight = allocation.weight_bits(name) == 8
+        assert set(spec.kernel_ms) == {"float", *KERNELS} - ({"int8-unpack"} if eight else set())
+        at_own_bits = ["int8", "int8-repack", "dequant"] if eight else ["int8-unpack", "int8-repack", "dequant"]
+        assert spec.kernel == min(at_own_bits, key=spec.kernel_ms.__getitem__)
+        if not eight:  # no cache allowance: codes stay at their bits (in blocked order for int8-unpack)
+            numel = torch.Size(layer.weight_shape).numel()
+            held_as_int8 = numel + layer.weight_shape[0] * 5  # a byte per weight, a scale and zero-point per channel
+            assert layer._packed_int8 is None and layer.weight_bytes() < held_as_int8
+
+
+def test_a_cache_allowance_buys_int8_weights_where_they_save_most_per_byte():
+    from mixdq.deploy.kernels import choose_kernels
+
+    torch.manual_seed(0)
+    model = nn.ModuleDict({f"l{i}": nn.Linear(256, 256) for i in range(4)})
+    x = {n: torch.randn(512, 256) for n in model}
+    _calibrated(model, x, mixdq.Allocation.uniform(list(model), 4, 8))
+    deploy(model, kernel="dequant")
+    layers = deployed_layers(model)
+    shapes = {n: tuple(x[n].shape) for n in model}
+    extra = 256 * 256 // 2  # int8 (1 byte per weight) instead of packed 4-bit codes
+    choose_kernels(layers, shapes, "auto", cache_bytes=2 * extra)
+    cached = [n for n, m in layers.items() if m.kernel == "int8"]
+    faster = [n for n, m in layers.items()
+              if m.spec.kernel_ms["int8"] < min(m.spec.kernel_ms[k] for k in ("int8-unpack", "int8-repack", "dequant"))]
+    assert set(cached) <= set(faster) and len(cached) == min(2, len(faster))
+    for name in cached:
+        assert "cache allowance" in layers[name].spec.kernel_reason and layers[name].weight_codes is None
+        assert layers[name].extra_storage_bytes() == 256 * 256
+    with pytest.raises(ValueError, match="unknown kernel 'int4'"):
+        choose_kernels(layers, shapes, "int4")
 
 
 def test_deployed_weights_really_are_smaller():
@@ -85,8 +199,8 @@ def test_deployed_weights_really_are_smaller():
 
 
 def test_layer_specs_keep_the_version_1_manifest_format():
-    """Conv geometry and the activation grid appear only where they apply, `kernel` only on int8
-    layers; an entry written before specs were typed reads back and writes out the same."""
+    """Conv geometry and the activation grid appear only where they apply, `kernel` on quantized
+    layers; an entry written before kernels were chosen reads back as "dequant" (what it ran)."""
     torch.manual_seed(0)
     model = nn.ModuleDict({"proj": nn.Linear(64, 96), "conv": nn.Conv2d(16, 32, 3, padding=1, stride=2),
                            "attn2": nn.ModuleDict({"to_k": nn.Linear(64, 32)})})
@@ -97,21 +211,23 @@ def test_layer_specs_keep_the_version_1_manifest_format():
             layer(x[name])
     mixdq.apply_allocation(model, mixdq.Allocation({"proj": 8, "conv": 4, "attn2.to_k": 3},
                                                    {"proj": 8, "conv": 8, "attn2.to_k": None}))
-    deploy(model, bos=torch.randn(64))
+    deploy(model, bos=torch.randn(64), sample=lambda: [layer(x[name]) for name, layer in quant_layers(model).items()])
     base = ["layer", "kind", "weight_bits", "act_bits", "weight_shape", "bos"]
     act = ["act_scale", "act_zero_point", "act_qmin", "act_qmax"]
-    expected = {"proj": base + act + ["kernel"], "conv": base + ["stride", "padding", "dilation", "groups"] + act,
-                "attn2.to_k": base}
+    chosen = ["kernel", "kernel_reason", "kernel_ms", "input_shape"]
+    expected = {"proj": base + act + chosen, "conv": base + ["stride", "padding", "dilation", "groups"] + act + chosen,
+                "attn2.to_k": base + chosen}
     layers = deployed_layers(model)
     for name, layer in layers.items():
         entry = json.loads(json.dumps(layer.spec.to_dict()))
         assert list(entry) == expected[name]
         assert LayerSpec.from_dict(entry) == layer.spec
-    assert layers["proj"].int8 and layers["attn2.to_k"].spec.bos and layers["conv"].stride == (2, 2)
+    assert layers["proj"].kernel in KERNELS and layers["attn2.to_k"].spec.bos and layers["conv"].stride == (2, 2)
+    assert layers["attn2.to_k"].spec.input_shape == (2, 7, 64)
     old = {"layer": "down.conv", "kind": "Conv2d", "weight_bits": 4, "act_bits": 8, "weight_shape": [32, 16, 3, 3],
            "bos": False, "stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "groups": 1,
            "act_scale": 0.0296, "act_zero_point": 128, "act_qmin": 0, "act_qmax": 255}
-    assert json.dumps(LayerSpec.from_dict(old).to_dict()) == json.dumps(old)
+    assert json.dumps(LayerSpec.from_dict(old).to_dict()) == json.dumps(old | {"kernel": "dequant"})
     with pytest.raises(TypeError, match="abstract"):
         DeployedLayer(layers["attn2.to_k"].spec, layers["attn2.to_k"].tensors())
 
@@ -168,6 +284,9 @@ def test_save_and_load_give_the_same_image_offline(simulated_and_deployed, tmp_p
     after = mixdq.generate_images(loaded, CAPTIONS[:2], **mixdq.generation_defaults().as_kwargs())
     assert torch.equal(before, after)
     assert module_bytes(loaded) == module_bytes(pipe)
+    kept = {n: m.spec for n, m in deployed_layers(loaded).items()}
+    assert kept == {n: m.spec for n, m in deployed_layers(pipe).items()}  # kernels, reasons, timings
+    assert {s.kernel for s in kept.values()} >= {"int8", None} and all(s.kernel_ms for s in kept.values() if s.kernel)
 
 
 def test_truncated_or_tampered_checkpoints_are_refused(simulated_and_deployed, tmp_path):
@@ -195,17 +314,23 @@ def test_report_gives_memory_both_ways(simulated_and_deployed):
     pipe, allocation, _ = simulated_and_deployed
     inventory = mixdq.load_inventory(None)
     r = report(pipe, inventory, allocation, lambda: pipe(CAPTIONS[0], **mixdq.generation_defaults().as_kwargs()), repeats=1)
-    # simulated: fp16 scales; held: fp32 scales, plus a uint8 zero-point for packed codes
-    extra = sum(layer.out_channels * (2 + (0 if allocation.weight_bits(layer.name) == 8 and allocation.act_bits(layer.name) == 8 else 1))
+    # simulated: fp16 scales; held: fp32 scales, plus a uint8 zero-point but for 8-bit (int8) codes
+    extra = sum(layer.out_channels * (2 + (0 if allocation.weight_bits(layer.name) == 8 else 1))
                 for layer in inventory if allocation.weight_bits(layer.name) is not None)
+    # codes in oneDNN's blocked order carry its padding and an int32 per channel
+    blocked = [m._blocked for m in deployed_layers(pipe).values() if m.kernel == "int8-unpack"]
+    extra += sum(b.nbytes for b in blocked)
+    extra -= sum(packed_nbytes(torch.Size(m.weight_shape).numel(), m.weight_bits)
+                 for m in deployed_layers(pipe).values() if m.kernel == "int8-unpack")
     assert r.measured_weight_bytes - r.simulated_weight_bytes == extra
+    assert all(b.tail.numel() >= 4 * 4 for b in blocked) and r.kernels["int8-unpack"] == len(blocked)
     assert r.unet_bytes > r.measured_weight_bytes and r.latency_s > 0
     if r.peak_rss_bytes is not None:
         assert r.peak_rss_bytes >= r.resident_before_bytes > r.unet_bytes
 
 
 @pytest.mark.parametrize("family", ["sd", "sdxl"])
-def test_without_kernels_the_deployed_model_is_the_simulated_one_bit_for_bit(family, tmp_path):
+def test_dequant_kernels_give_the_simulated_model_bit_for_bit(family, tmp_path):
     """Packed codes, BOS projection, activation grid: conversion loses nothing (SD and SDXL)."""
     from conftest import CALIBRATION
     from tiny_models import PROMPTS, tiny_sd, tiny_sdxl
@@ -218,7 +343,7 @@ def test_without_kernels_the_deployed_model_is_the_simulated_one_bit_for_bit(fam
     mixdq.quantize_(pipe, allocation, calibration=CALIBRATION)
     kw = dict(num_inference_steps=2, guidance_scale=0.0, height=32, width=32)
     simulated = mixdq.generate_images(pipe, PROMPTS, **kw)
-    deploy(pipe, kernels=False)
+    deploy(pipe, kernel="dequant")
     assert torch.equal(mixdq.generate_images(pipe, PROMPTS, **kw), simulated)
     save_deployed(pipe, tmp_path / "m")
     pipe.unet = load_deployed(tmp_path / "m")

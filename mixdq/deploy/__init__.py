@@ -9,13 +9,22 @@ saved and loaded without pickle, and measured rather than computed.
 
 from .checkpoint import load_deployed, load_deployed_pipeline, read_manifest, save_deployed
 from .convert import bos_embedding, deploy, deployed_layers
+from .kernels import choose_kernels
 from .measure import DeployReport, latency, module_bytes, peak_rss_during, report, resident_bytes, weight_bytes
-from .modules import DeployedConv2d, DeployedLayer, DeployedLinear, LayerSpec, int8_kernels_available
+from .modules import (
+    KERNELS,
+    DeployedConv2d,
+    DeployedLayer,
+    DeployedLinear,
+    LayerSpec,
+    int8_kernels_available,
+    kernel_counts,
+)
 from .packing import pack, packed_nbytes, unpack
 
 __all__ = [
-    "DeployReport", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "LayerSpec", "bos_embedding",
-    "deploy", "deployed_layers", "int8_kernels_available", "latency", "load_deployed",
-    "load_deployed_pipeline", "module_bytes", "pack", "packed_nbytes", "peak_rss_during", "read_manifest",
-    "report", "resident_bytes", "save_deployed", "unpack", "weight_bytes",
+    "KERNELS", "DeployReport", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "LayerSpec", "bos_embedding",
+    "choose_kernels", "deploy", "deployed_layers", "int8_kernels_available", "kernel_counts", "latency",
+    "load_deployed", "load_deployed_pipeline", "module_bytes", "pack", "packed_nbytes", "peak_rss_during",
+    "read_manifest", "report", "resident_bytes", "save_deployed", "unpack", "weight_bytes",
 ]  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import torch
 import torch.nn.functional as F
 
@@ -9,7 +11,8 @@ from ..bos import split_bos
 from ..errors import MixDQError
 from ..layers import QuantMixin, require_layers, unet_of
 from ..quantizers import quantize, weight_qparams
-from .modules import DEPLOYED_CLASSES, DeployedLayer, LayerSpec, int8_kernels_available
+from .modules import DEPLOYED_CLASSES, DeployedLayer, LayerSpec
+from .packing import PACKED_BITS, pack
 
 
 def bos_embedding(pipe) -> torch.Tensor:
@@ -20,8 +23,8 @@ def bos_embedding(pipe) -> torch.Tensor:
     return split_bos(embeds)[0][0, 0].float()
 
 
-def layer_spec(layer: QuantMixin, bos: torch.Tensor | None, kernels: bool) -> tuple[LayerSpec, dict]:
-    """The manifest entry and the tensors of one deployed layer."""
+def layer_spec(layer: QuantMixin, bos: torch.Tensor | None) -> tuple[LayerSpec, dict]:
+    """The manifest entry and the tensors of one deployed layer (its kernel is chosen later)."""
     w = layer.weight.detach().float()
     wbits, abits = layer.weight_bits, layer.act_bits
     kind = "Conv2d" if w.dim() == 4 else "Linear"
@@ -37,11 +40,8 @@ def layer_spec(layer: QuantMixin, bos: torch.Tensor | None, kernels: bool) -> tu
     if abits is not None:
         qp = layer.act_qparams(abits)
         act = dict(act_scale=float(qp.scale), act_zero_point=int(qp.zero_point), act_qmin=qp.qmin, act_qmax=qp.qmax)
-    use_int8 = (kernels and wbits == 8 and abits == 8 and layer.config.weight.symmetric
-                and int8_kernels_available())
     spec = LayerSpec(layer=layer.layer_name, kind=kind, weight_bits=wbits, act_bits=abits,
-                     weight_shape=tuple(w.shape), bos=bool(layer.bos_active),
-                     kernel="int8" if use_int8 else None, **geometry, **act)
+                     weight_shape=tuple(w.shape), bos=bool(layer.bos_active), **geometry, **act)
     if spec.bos:
         if bos is None:
             raise MixDQError(f"{layer.layer_name} is BOS-aware: deploy the pipeline (not the bare UNet) "
@@ -54,11 +54,9 @@ def layer_spec(layer: QuantMixin, bos: torch.Tensor | None, kernels: bool) -> tu
     codes = quantize(w, qp)  # the simulated layer's codes, exactly
     out = w.shape[0]
     tensors["weight_scale"] = qp.scale.reshape(out).float()
-    if use_int8:
-        tensors["weight_codes"] = codes.to(torch.int8)  # symmetric: zero-point 0, not stored
+    if wbits == 8 and layer.config.weight.symmetric:
+        tensors["weight_codes"] = codes.to(torch.int8)  # zero-point 0, not stored
     else:
-        from .packing import PACKED_BITS, pack
-
         unsigned = codes - qp.qmin  # stored unsigned; the zero-point moves with it
         tensors["weight_zero_point"] = (qp.zero_point - qp.qmin).reshape(out).to(torch.uint8)
         tensors["weight_codes"] = (pack(unsigned.to(torch.uint8), wbits) if wbits in PACKED_BITS
@@ -66,19 +64,34 @@ def layer_spec(layer: QuantMixin, bos: torch.Tensor | None, kernels: bool) -> tu
     return spec, tensors
 
 
-def deploy(pipe, *, kernels: bool = True, bos: torch.Tensor | None = None):
+def deploy(pipe, *, kernel: str | Mapping[str, str] = "auto", sample: Callable[[], object] | None = None,
+           cache_bytes: int = 0, bos: torch.Tensor | None = None):
     """Replace every prepared layer of `pipe`'s UNet by its deployed form, under the allocation
     and calibration it has now. The float weights of quantized layers are released.
-    `kernels=False` keeps W8A8 layers on the dequantize-on-the-fly path (for comparisons)."""
+
+    `kernel="auto"` times every kernel a layer can use on the input shape it sees in `sample()`
+    (default for a pipeline: one step of an empty prompt at its default size, batch 1) and keeps
+    the fastest that holds the weight at its own bits; `cache_bytes` lets layers below 8 bits hold
+    a pre-packed int8 weight instead, where that saves the most time per byte. A kernel name (for
+    all layers) or a {layer: kernel} map fixes the choice; a layer that cannot use the kernel asked
+    for takes the fastest one it can, with the reason in its spec. See `kernels.choose_kernels`."""
+    from .kernels import choose_kernels, record_input_shapes
+
     layers = require_layers(pipe, "deploy")
     unet = unet_of(pipe)
     needs_bos = any(layer.bos_active for layer in layers.values())
     if bos is None and needs_bos and hasattr(pipe, "encode_prompt"):
         bos = bos_embedding(pipe)
+    if sample is None and hasattr(pipe, "encode_prompt"):
+        sample = lambda: pipe(prompt="", num_inference_steps=1, guidance_scale=0.0, output_type="latent")  # noqa: E731
+    shapes = {} if sample is None else record_input_shapes(layers, sample)
+    deployed = {}
     with torch.no_grad():
         for name, layer in layers.items():
-            spec, tensors = layer_spec(layer, bos, kernels)
-            unet.set_submodule(name, DEPLOYED_CLASSES[spec.kind](spec, tensors))
+            spec, tensors = layer_spec(layer, bos)
+            deployed[name] = DEPLOYED_CLASSES[spec.kind](spec, tensors)
+            unet.set_submodule(name, deployed[name])
+        choose_kernels(deployed, shapes, kernel, cache_bytes)
     return pipe
 
 

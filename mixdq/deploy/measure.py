@@ -22,7 +22,8 @@ from ..allocation import Allocation
 from ..inventory import Inventory
 from ..layers import QuantMixin, unet_of
 from ..memory import memory_report
-from .modules import DeployedLayer
+from .blocked import SCRATCH
+from .modules import DeployedLayer, kernel_counts
 
 T = TypeVar("T")
 _STATUS = Path("/proc/self/status")
@@ -31,7 +32,7 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 def module_bytes(model) -> int:
     """Bytes of every distinct parameter and buffer of the UNet, plus storage deployed layers hold
-    outside them (pre-packed int8 weights)."""
+    outside them (pre-packed int8 weights, blocked codes, the scratch weights they share)."""
     unet: nn.Module = unet_of(model)
     seen, total = set(), 0
     for t in [*unet.parameters(), *unet.buffers()]:
@@ -39,7 +40,13 @@ def module_bytes(model) -> int:
         if key not in seen:
             seen.add(key)
             total += t.nbytes
-    return total + sum(m.extra_storage_bytes() for m in unet.modules() if isinstance(m, DeployedLayer))
+    deployed = [m for m in unet.modules() if isinstance(m, DeployedLayer)]
+    return total + sum(m.extra_storage_bytes() for m in deployed) + scratch_bytes(deployed)
+
+
+def scratch_bytes(layers: list[DeployedLayer]) -> int:
+    """Bytes of the pre-packed scratch weights that `int8-unpack` layers share (one per shape)."""
+    return SCRATCH.nbytes({m._blocked.key for m in layers if m._blocked is not None})
 
 
 def _status_kb(field: str) -> int | None:
@@ -80,12 +87,15 @@ def peak_rss_during(fn: Callable[[], T]) -> tuple[T, int | None]:
     return out, None if peak is None else peak * 1024
 
 
-def latency(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median seconds per call."""
+def latency(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_seconds: float = 0.0,
+            max_repeats: int | None = None) -> float:
+    """Median seconds per call: `repeats` calls, or more until `min_seconds` have passed (at most
+    `max_repeats`), after `warmup` calls."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start < min_seconds and len(times) < (max_repeats or 1 << 30)):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
@@ -115,6 +125,7 @@ class DeployReport:
     peak_rss_bytes: int | None  # the process's peak during the call
     latency_s: float  # median per call
     avg_weight_bits: float
+    kernels: dict[str, int]  # layers per kernel ("float": floating-point weights)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,5 +142,6 @@ def report(model, inventory: Inventory, allocation: Allocation | None, call: Cal
         before = resident_bytes()
         _, peak = peak_rss_during(call)
         seconds = latency(call, repeats=repeats, warmup=0)
+    kernels = kernel_counts({n: m for n, m in unet_of(model).named_modules() if isinstance(m, DeployedLayer)})
     return DeployReport(simulated.weight_bytes, weight_bytes(model), module_bytes(model), before, peak,
-                        seconds, simulated.avg_weight_bits)
+                        seconds, simulated.avg_weight_bits, kernels)

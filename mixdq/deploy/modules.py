@@ -1,13 +1,22 @@
 """Really low-bit Linear and Conv2d layers: what a quantized layer becomes when deployed.
 
-Weights are stored as integer codes with one fp32 scale (and zero-point) per output channel:
-* W8A8 with symmetric weights runs on PyTorch's own int8 CPU kernels (oneDNN, the x86 quantized
-  engine): the input is quantized with the calibrated per-tensor scale, the int8 weight is held
-  once, pre-packed for the kernel, and the output comes back in fp32 (no output requantization,
-  so the result is the simulated layer's up to float summation order);
-* 2-6-bit weights (and 8-bit ones without 8-bit activations) are packed several per byte and
-  dequantized on the fly; quantized activations are then simulated in float on the way in;
-* floating-point weights stay as they are.
+Weights are stored as integer codes with one fp32 scale per output channel: 8-bit symmetric codes
+as int8, every other grid as unsigned codes (2-6 bits packed several per byte) with a uint8
+zero-point. A layer computes with one of three kernels, all equal to the simulated layer up to
+float summation order:
+* `int8`: PyTorch's int8 CPU kernels (oneDNN): the input is quantized to uint8 with the
+  calibrated per-tensor grid and the weight, as `code - zero_point` in int8, is held pre-packed
+  for the kernel; the output comes back in fp32 from the int32 sums (no requantization).
+  `code - zero_point` fits int8 for every grid but asymmetric 8 bits, so W2..W8 with A2..A8 all
+  run here. For a 2-6-bit layer the pre-packed int8 weight is bigger than its packed codes;
+* `int8-unpack`: the same kernel, with 2-6-bit symmetric codes kept in oneDNN's blocked order at
+  their own bits and unpacked into a shared pre-packed scratch weight on every call (`blocked`);
+* `int8-repack`: the same kernel, the weight unpacked to int8 and pre-packed on every call (for
+  grids `int8-unpack` cannot hold: asymmetric ones);
+* `dequant`: the weight dequantized to float on every call and the float op run on the
+  (fake-)quantized input: works for everything, also weight-only quantization.
+Floating-point layers keep their weight as it is. Which kernel a layer uses is chosen at
+deployment (`kernels.choose_kernels`) and recorded in its `LayerSpec`.
 BOS-aware `attn2.to_k`/`to_v` keep the first token in floating point: its projection is the same
 for every prompt, so it is computed once at conversion and stored (`bos_output`).
 """
@@ -15,7 +24,7 @@ for every prompt, so it is computed once at conversion and stored (`bos_output`)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -24,8 +33,12 @@ from torch import nn
 
 from ..bits import format_bits
 from ..bos import has_bos, split_bos
-from ..quantizers import QParams, fake_quantize, quantize
-from .packing import PACKED_BITS, unpack
+from ..quantizers import QParams, fake_quantize
+from ..serialization import FrozenMap
+from .blocked import SCRATCH, BlockedWeight, to_blocked
+from .packing import PACKED_BITS, pack, unpack
+
+KERNELS = ("int8", "int8-unpack", "int8-repack", "dequant")
 
 # The oneDNN ops below return fp32 straight from the int32 accumulator: no output requantization
 # (output scale 1, zero-point 0) and no fused post-op.
@@ -46,7 +59,7 @@ class LayerSpec:
     act_bits: int | None
     weight_shape: tuple[int, ...]
     bos: bool = False
-    kernel: str | None = None  # "int8": oneDNN's kernels; None: dequantize on the fly
+    kernel: str | None = None  # one of KERNELS; None for floating-point weights
     # the calibrated activation grid; None when activations stay floating point
     act_scale: float | None = None
     act_zero_point: int | None = None
@@ -57,6 +70,19 @@ class LayerSpec:
     padding: tuple[int, int] | None = None
     dilation: tuple[int, int] | None = None
     groups: int | None = None
+    # how the kernel was chosen: why, and the milliseconds each kernel took on `input_shape`
+    # ("float": the same op with a float weight, for reference)
+    kernel_reason: str | None = None
+    kernel_ms: FrozenMap[str, float] | None = None
+    input_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if self.kernel is None and self.weight_bits is not None:  # manifests before kernels were chosen
+            object.__setattr__(self, "kernel", "dequant")
+        if self.kernel not in (*KERNELS, None):
+            raise ValueError(f"{self.layer}: unknown kernel {self.kernel!r}; expected one of {KERNELS}")
+        if self.kernel_ms is not None and not isinstance(self.kernel_ms, FrozenMap):
+            object.__setattr__(self, "kernel_ms", FrozenMap(self.kernel_ms))
 
     def act_qparams(self) -> QParams | None:
         if self.act_bits is None:
@@ -79,6 +105,12 @@ class LayerSpec:
                      act_qmax=self.act_qmax)
         if self.kernel is not None:
             d["kernel"] = self.kernel
+        if self.kernel_reason is not None:
+            d["kernel_reason"] = self.kernel_reason
+        if self.kernel_ms is not None:
+            d["kernel_ms"] = dict(self.kernel_ms)
+        if self.input_shape is not None:
+            d["input_shape"] = list(self.input_shape)
         return d
 
     @classmethod
@@ -90,6 +122,8 @@ class LayerSpec:
             act_qmin=d.get("act_qmin"), act_qmax=d.get("act_qmax"),
             stride=_tuple(d.get("stride")), padding=_tuple(d.get("padding")),
             dilation=_tuple(d.get("dilation")), groups=d.get("groups"),
+            kernel_reason=d.get("kernel_reason"), kernel_ms=d.get("kernel_ms"),
+            input_shape=_tuple(d.get("input_shape")),
         )
 
 
@@ -98,7 +132,7 @@ def _tuple(v: list[int] | None) -> tuple[int, ...] | None:
 
 
 class DeployedLayer(nn.Module, ABC):
-    """Shared storage and forward logic; `DeployedLinear` / `DeployedConv2d` add the op."""
+    """Shared storage and forward logic; `DeployedLinear` / `DeployedConv2d` add the ops."""
 
     def __init__(self, spec: LayerSpec, tensors: dict[str, torch.Tensor]):
         super().__init__()
@@ -106,25 +140,105 @@ class DeployedLayer(nn.Module, ABC):
         self.register_buffer("bias", tensors.get("bias"))
         self.register_buffer("bos_output", tensors.get("bos_output"))
         self.register_buffer("weight_scale", tensors.get("weight_scale"))
-        self.register_buffer("weight_zero_point", tensors.get("weight_zero_point"))
+        self.register_buffer("weight_zero_point", tensors.get("weight_zero_point"))  # None: signed int8 codes
         self.register_buffer("weight", tensors.get("weight"))  # floating-point weights only
+        self.register_buffer("weight_codes", tensors.get("weight_codes"))
         self._act_qparams = spec.act_qparams()  # the calibrated grid, as simulated
-        self._packed_int8 = None  # oneDNN's pre-packed weight: the only copy of an int8 weight
-        if self.int8:
-            self._packed_int8 = self._prepack(tensors["weight_codes"])
-            self.register_buffer("weight_codes", None)
-        else:
-            self.register_buffer("weight_codes", tensors.get("weight_codes"))
+        self._packed_int8 = None  # oneDNN's pre-packed weight (kernel "int8"): then the only copy
+        self._blocked: BlockedWeight | None = None  # codes in blocked order (kernel "int8-unpack"): ditto
+        if spec.act_bits is not None:  # the same grid shifted to uint8, what the int8 kernels take
+            self._x_zero_point = spec.act_zero_point - spec.act_qmin
+            self._x_qmax = spec.act_qmax - spec.act_qmin
+        self._w_zero_point = torch.zeros(self.weight_shape[0], dtype=torch.long)  # code - zp is centred
+        self._hold(spec.kernel)
 
     weight_bits = property(lambda self: self.spec.weight_bits)
     act_bits = property(lambda self: self.spec.act_bits)
     weight_shape = property(lambda self: self.spec.weight_shape)
-    int8 = property(lambda self: self.spec.kernel == "int8")
+    kernel = property(lambda self: self.spec.kernel)
+    int8 = property(lambda self: self.spec.kernel in ("int8", "int8-unpack", "int8-repack"))
 
     # --- storage ----------------------------------------------------------------------------
 
+    def _form(self) -> str:
+        return "prepacked" if self._packed_int8 is not None else "blocked" if self._blocked is not None else "codes"
+
+    def _hold(self, kernel: str | None) -> None:
+        """Keep the weight in the one form `kernel` reads: pre-packed int8, codes in blocked
+        order, or the stored codes. Nothing changes if the new form cannot be built."""
+        form = {"int8": "prepacked", "int8-unpack": "blocked"}.get(kernel, "codes")
+        if form == self._form():
+            return
+        centred = self.centred_weight()
+        prepacked = blocked = codes = None
+        if form == "prepacked":
+            prepacked = self._prepack(centred)
+        elif form == "blocked":
+            blocked = to_blocked(centred, self.weight_bits, self._prepack, self._layout_key())
+            self._check_blocked(blocked, centred)
+        else:
+            codes = self._stored_codes(centred)
+        self._packed_int8, self._blocked, self.weight_codes = prepacked, blocked, codes
+
+    def _layout_key(self) -> tuple:
+        return (type(self).__name__, self.weight_shape, *self.spec.conv_kwargs().values())
+
+    def _scratch(self, blocked: BlockedWeight) -> torch.Tensor:
+        """The shared pre-packed scratch weight, filled with `blocked` (hold SCRATCH.lock)."""
+        packed, view = SCRATCH.get(blocked.key, lambda: self._prepack(torch.zeros(self.weight_shape, dtype=torch.int8)))
+        blocked.fill(view)
+        return packed
+
+    def _check_blocked(self, blocked: BlockedWeight, centred: torch.Tensor) -> None:
+        """The scratch filled with `blocked` must compute what the real packing does, exactly."""
+        from .blocked import LayoutError
+
+        shape = [2, self.weight_shape[1]]
+        if len(self.weight_shape) == 4:
+            s = self.spec
+            shape = [1, self.weight_shape[1] * s.groups] + [
+                (k - 1) * d + 1 + st for k, d, st in zip(self.weight_shape[2:], s.dilation, s.stride, strict=True)]
+        qx = torch.randint(0, self._x_qmax + 1, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        expected = self._int8_op(qx, self._prepack(centred))
+        with SCRATCH.lock:
+            if not torch.equal(self._int8_op(qx, self._scratch(blocked)), expected):
+                raise LayoutError("the blocked codes do not reproduce oneDNN's output here")
+
+    def use_kernel(self, kernel: str, reason: str | None = None, timings: dict[str, float] | None = None,
+                   input_shape: tuple[int, ...] | None = None) -> None:
+        """Compute with `kernel` from now on (see `unsupported` for which ones this layer can use)."""
+        why = self.unsupported(kernel)
+        if why:
+            raise ValueError(f"{self.spec.layer} cannot use the {kernel} kernel: {why}")
+        self._hold(kernel)
+        self.spec = replace(self.spec, kernel=kernel, kernel_reason=reason, kernel_ms=timings,
+                            input_shape=input_shape)
+
+    def unsupported(self, kernel: str) -> str | None:
+        """Why this layer cannot use `kernel`, or None if it can."""
+        if kernel not in KERNELS:
+            return f"unknown kernel; expected one of {KERNELS}"
+        if self.weight_bits is None:
+            return "its weights stay floating point"
+        if kernel == "dequant":
+            return None
+        if self.act_bits is None:
+            return "its activations stay floating point, and int8 kernels take integer inputs"
+        if self.weight_zero_point is not None and self.weight_bits == 8:
+            return "asymmetric 8-bit weights (code - zero-point) do not fit int8"
+        if not int8_kernels_available():
+            return "this PyTorch build has no oneDNN int8 kernels"
+        if kernel == "int8-unpack":
+            if self.weight_bits not in PACKED_BITS:
+                return "only 2-6-bit codes are unpacked (8-bit ones are held pre-packed at their own size)"
+            if (self.weight_zero_point != 2 ** (self.weight_bits - 1)).any():
+                return "asymmetric weights: code - zero-point takes one bit more than the code"
+        return None
+
     def extra_storage_bytes(self) -> int:
         """Bytes held outside parameters and buffers (the pre-packed int8 weight)."""
+        if self._blocked is not None:
+            return self._blocked.nbytes
         return 0 if self._packed_int8 is None else self._packed_int8.nbytes
 
     def weight_bytes(self) -> int:
@@ -133,30 +247,58 @@ class DeployedLayer(nn.Module, ABC):
         return sum(t.nbytes for t in held if t is not None) + self.extra_storage_bytes()
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Everything needed to rebuild this layer (what goes to safetensors)."""
+        """Everything needed to rebuild this layer (what goes to safetensors): always the stored
+        codes, whichever kernel runs, so a checkpoint is as small as its bits."""
         out = {k: v for k, v in self._buffers.items() if v is not None}
-        if self.int8:
-            out["weight_codes"] = self._int8_codes()
+        if self._form() != "codes":
+            out["weight_codes"] = self._stored_codes(self.centred_weight())
         return out
+
+    def _per_channel(self, t: torch.Tensor) -> torch.Tensor:
+        return t.reshape((-1,) + (1,) * (len(self.weight_shape) - 1))
+
+    def centred_weight(self) -> torch.Tensor:
+        """`code - zero_point` per weight, in the weight's shape: int8 where that fits (all grids
+        but asymmetric 8 bits), else int16. Times the scale, it is the simulated weight exactly."""
+        if self._packed_int8 is not None:
+            return self._dense(self._packed_int8)
+        if self._blocked is not None:
+            with SCRATCH.lock:
+                return self._dense(self._scratch(self._blocked))
+        codes = self.weight_codes
+        if self.weight_zero_point is None:  # signed int8 codes, zero-point 0
+            return codes.reshape(self.weight_shape)
+        numel = int(torch.Size(self.weight_shape).numel())
+        if self.weight_bits in PACKED_BITS:
+            codes = unpack(codes, self.weight_bits, numel)
+        codes = codes.reshape(self.weight_shape)
+        zp = self._per_channel(self.weight_zero_point)
+        if self.weight_bits <= 7:  # unsigned codes below 128 read as int8 unchanged
+            return codes.view(torch.int8) - zp.view(torch.int8)
+        return codes.to(torch.int16) - zp.to(torch.int16)
+
+    def _stored_codes(self, centred: torch.Tensor) -> torch.Tensor:
+        """The inverse of `centred_weight`: the codes as stored."""
+        if self.weight_zero_point is None:
+            return centred.to(torch.int8)
+        codes = (centred.to(torch.int16) + self._per_channel(self.weight_zero_point)).to(torch.uint8)
+        return pack(codes, self.weight_bits) if self.weight_bits in PACKED_BITS else codes.reshape(-1)
 
     def dequantized_weight(self) -> torch.Tensor:
         if self.weight_bits is None:
             return self.weight
-        shape = (-1,) + (1,) * (len(self.weight_shape) - 1)  # per output channel
-        if self.int8:  # symmetric: no zero-point
-            return self._int8_codes().float() * self.weight_scale.reshape(shape)
-        numel = int(torch.Size(self.weight_shape).numel())
-        if self.weight_bits in PACKED_BITS:
-            codes = unpack(self.weight_codes, self.weight_bits, numel)
-        else:
-            codes = self.weight_codes
-        codes = codes.reshape(self.weight_shape).float()
-        return (codes - self.weight_zero_point.reshape(shape).float()) * self.weight_scale.reshape(shape)
+        return self.centred_weight().float().mul_(self._per_channel(self.weight_scale))
 
     # --- forward ----------------------------------------------------------------------------
 
     def _fake_quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.act_bits is None else fake_quantize(x, self._act_qparams)
+
+    def _quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 codes of `x` on the calibrated grid (shifted to start at 0): the simulation's
+        `quantize`, in place where it can be."""
+        q = torch.div(x.float(), self.spec.act_scale).round_().add_(self._x_zero_point)
+        return q.clamp_(0, self._x_qmax).to(torch.uint8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bos_output is not None and has_bos(x):
@@ -166,21 +308,24 @@ class DeployedLayer(nn.Module, ABC):
         return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.int8:
-            return self._int8_forward(x)
-        return self._op(self._fake_quantize_input(x), self.dequantized_weight().to(x.dtype))
+        kernel = self.spec.kernel
+        if kernel in (None, "dequant"):
+            return self._op(self._fake_quantize_input(x), self.dequantized_weight().to(x.dtype))
+        qx = self._quantize_input(x)
+        if kernel == "int8-unpack":
+            with SCRATCH.lock:
+                return self._int8_op(qx, self._scratch(self._blocked)).to(x.dtype)
+        packed = self._packed_int8 if kernel == "int8" else self._prepack(self.centred_weight())
+        return self._int8_op(qx, packed).to(x.dtype)
 
-    def _onednn_kwargs(self) -> dict[str, Any]:
+    def _onednn_kwargs(self, packed: torch.Tensor) -> dict[str, Any]:
         """What both int8 ops take alike. Their `.default` overloads are the ones whose input scale
         and zero-point are Python numbers (`.tensor` wants tensors)."""
-        s = self.spec
-        return dict(x_scale=s.act_scale, x_zero_point=s.act_zero_point, qw=self._packed_int8,
-                    w_scale=self.weight_scale,
-                    w_zero_point=torch.zeros(self.weight_shape[0], dtype=torch.long),  # symmetric weights
-                    bias=self.bias, **_FLOAT_OUTPUT)
+        return dict(x_scale=self.spec.act_scale, x_zero_point=self._x_zero_point, qw=packed,
+                    w_scale=self.weight_scale, w_zero_point=self._w_zero_point, bias=self.bias, **_FLOAT_OUTPUT)
 
     def extra_repr(self) -> str:
-        kernel = ", int8 kernel" if self.int8 else ""
+        kernel = f", {self.kernel} kernel" if self.kernel else ""
         return f"{self.spec.layer}, w={format_bits(self.weight_bits)}, a={format_bits(self.act_bits)}{kernel}"
 
     @abstractmethod
@@ -188,16 +333,16 @@ class DeployedLayer(nn.Module, ABC):
         """The float op (F.linear / F.conv2d) with this layer's bias and geometry."""
 
     @abstractmethod
-    def _prepack(self, codes: torch.Tensor) -> torch.Tensor:
-        """oneDNN's packed form of the int8 `codes`."""
+    def _prepack(self, centred: torch.Tensor) -> torch.Tensor:
+        """oneDNN's packed form of the int8 `centred` weight."""
 
     @abstractmethod
-    def _int8_codes(self) -> torch.Tensor:
-        """The int8 codes, unpacked from oneDNN's form, in the float weight's layout."""
+    def _dense(self, packed: torch.Tensor) -> torch.Tensor:
+        """The int8 weight back from oneDNN's form, in the float weight's layout (a copy)."""
 
     @abstractmethod
-    def _int8_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The forward pass on oneDNN's int8 kernel."""
+    def _int8_op(self, qx: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+        """oneDNN's int8 op on uint8 input codes, fp32 out."""
 
 
 class DeployedLinear(DeployedLayer):
@@ -208,18 +353,18 @@ class DeployedLinear(DeployedLayer):
     def _op(self, x, weight):
         return F.linear(x, weight, self.bias)
 
-    def _prepack(self, codes):
-        return torch.ops.onednn.qlinear_prepack.default(weight=codes, x_shape=None)
+    def _prepack(self, centred):
+        return torch.ops.onednn.qlinear_prepack.default(weight=centred.to(torch.int8), x_shape=None)
 
-    def _int8_codes(self):
-        return self._packed_int8.to_dense().t().contiguous()
+    def _dense(self, packed):
+        return packed.to_dense().t().contiguous()
 
-    def _int8_forward(self, x):
-        lead = x.shape[:-1]
-        qx = quantize(x.reshape(-1, x.shape[-1]), self._act_qparams).to(torch.uint8)
+    def _int8_op(self, qx, packed):
+        lead = qx.shape[:-1]
         out = torch.ops.onednn.qlinear_pointwise.default(
-            qx=qx, **self._onednn_kwargs(), post_op_name="none", post_op_args=[], post_op_algorithm="")
-        return out.reshape(*lead, -1).to(x.dtype)
+            qx=qx.reshape(-1, qx.shape[-1]), **self._onednn_kwargs(packed), post_op_name="none", post_op_args=[],
+            post_op_algorithm="")
+        return out.reshape(*lead, -1)
 
 
 class DeployedConv2d(DeployedLayer):
@@ -234,25 +379,32 @@ class DeployedConv2d(DeployedLayer):
     def _op(self, x, weight):
         return F.conv2d(x, weight, self.bias, **self.spec.conv_kwargs())
 
-    def _prepack(self, codes):
-        s = self.spec
+    def _prepack(self, centred):
         return torch.ops.onednn.qconv_prepack.default(
-            weight=codes, w_scales=self.weight_scale, x_scale=s.act_scale, x_zp=s.act_zero_point,
-            **s.conv_kwargs(), x_shape=None)
+            weight=centred.to(torch.int8), w_scales=self.weight_scale, x_scale=self.spec.act_scale,
+            x_zp=self._x_zero_point, **self.spec.conv_kwargs(), x_shape=None)
 
-    def _int8_codes(self):
-        return self._packed_int8.to_dense()
+    def _dense(self, packed):
+        return packed.to_dense()
 
-    def _int8_forward(self, x):
-        qx = quantize(x, self._act_qparams).to(torch.uint8)
+    def _int8_op(self, qx, packed):
         out = torch.ops.onednn.qconv2d_pointwise.default(
-            qx=qx, **self._onednn_kwargs(), **self.spec.conv_kwargs(), attr="none", scalars=[], algorithm="")
-        return out.contiguous().to(x.dtype)
+            qx=qx, **self._onednn_kwargs(packed), **self.spec.conv_kwargs(), attr="none", scalars=[], algorithm="")
+        return out.contiguous()
 
 
 DEPLOYED_CLASSES = {"Linear": DeployedLinear, "Conv2d": DeployedConv2d}
 
 
+def kernel_counts(layers: dict[str, DeployedLayer]) -> dict[str, int]:
+    """How many layers compute with each kernel ("float": floating-point weights)."""
+    counts = {k: 0 for k in (*KERNELS, "float")}
+    for layer in layers.values():
+        counts[layer.kernel or "float"] += 1
+    return counts
+
+
 __all__ = [
-    "DEPLOYED_CLASSES", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "LayerSpec", "int8_kernels_available",
-]
+    "DEPLOYED_CLASSES", "KERNELS", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "LayerSpec",
+    "int8_kernels_available", "kernel_counts",
+]  # fmt: skip
