@@ -107,6 +107,12 @@ class ScratchPool:
             self._scratch[key] = (packed, raw_bytes(packed))
         return self._scratch[key]
 
+    def keep(self, keys: set[tuple]) -> None:
+        """Drop the scratch weights no layer uses (another model's are made again on first use)."""
+        with self.lock:
+            for key in set(self._scratch) - keys:
+                del self._scratch[key]
+
     def nbytes(self, keys: set[tuple]) -> int:
         return sum(self._scratch[k][1].numel() for k in keys if k in self._scratch)
 

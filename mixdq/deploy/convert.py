@@ -65,16 +65,17 @@ def layer_spec(layer: QuantMixin, bos: torch.Tensor | None) -> tuple[LayerSpec, 
 
 
 def deploy(pipe, *, kernel: str | Mapping[str, str] = "auto", sample: Callable[[], object] | None = None,
-           cache_bytes: int = 0, bos: torch.Tensor | None = None):
+           cache_bytes: int | None = None, bos: torch.Tensor | None = None):
     """Replace every prepared layer of `pipe`'s UNet by its deployed form, under the allocation
     and calibration it has now. The float weights of quantized layers are released.
 
     `kernel="auto"` times every kernel a layer can use on the input shape it sees in `sample()`
-    (default for a pipeline: one step of an empty prompt at its default size, batch 1) and keeps
-    the fastest that holds the weight at its own bits; `cache_bytes` lets layers below 8 bits hold
-    a pre-packed int8 weight instead, where that saves the most time per byte. A kernel name (for
-    all layers) or a {layer: kernel} map fixes the choice; a layer that cannot use the kernel asked
-    for takes the fastest one it can, with the reason in its spec. See `kernels.choose_kernels`."""
+    (default for a pipeline: one step of an empty prompt at its default size, batch 1), keeps the
+    fastest that holds the weight at its own bits, then spends `cache_bytes` more (default: 1/8
+    of the code bytes; 0 for none) where it saves the most time per byte: scratch weights that
+    let 2-6-bit layers run on int8 kernels, or int8 weights. A kernel name (for all layers) or a
+    {layer: kernel} map fixes the choice; a layer that cannot use the kernel asked for takes the
+    fastest one it can, with the reason in its spec. See `kernels.choose_kernels`."""
     from .kernels import choose_kernels, record_input_shapes
 
     layers = require_layers(pipe, "deploy")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from ..layers import QuantMixin
+from .blocked import SCRATCH
 from .measure import latency
 from .modules import KERNELS, DeployedLayer
 from .packing import packed_nbytes
@@ -64,28 +65,41 @@ def time_kernels(layer: DeployedLayer, shape: tuple[int, ...], kernels: list[str
     return timings
 
 
-def _extra_bytes(layer: DeployedLayer, kernel: str) -> int:
-    """Bytes `kernel` holds beyond the weight's stored codes: a pre-packed int8 weight replaces the
-    codes, so it costs one byte per weight less the codes' own bytes."""
-    if kernel != "int8" or layer.weight_zero_point is None:  # 8-bit int8 codes: same bytes
+def _int8_extra_bytes(layer: DeployedLayer) -> int:
+    """Bytes a pre-packed int8 weight holds beyond the stored codes it replaces (0 at 8 bits)."""
+    if layer.weight_zero_point is None or layer.weight_bits >= 8:
         return 0
     numel = int(torch.Size(layer.weight_shape).numel())
-    return numel - packed_nbytes(numel, layer.weight_bits) if layer.weight_bits < 8 else 0
+    return numel - packed_nbytes(numel, layer.weight_bits)
+
+
+def _scratch_bytes(layer: DeployedLayer) -> int:
+    """About what the shared scratch of `layer`'s shape holds: an int8 weight and an int32 per channel."""
+    return int(torch.Size(layer.weight_shape).numel()) + 4 * layer.weight_shape[0]
+
+
+def default_allowance(layers: Mapping[str, DeployedLayer]) -> int:
+    """1/8 of the quantized weights' code bytes (half a bit per weight at 4 bits)."""
+    return sum(packed_nbytes(int(torch.Size(m.weight_shape).numel()), m.weight_bits) if m.weight_bits < 8
+               else int(torch.Size(m.weight_shape).numel()) for m in layers.values() if m.weight_bits) // 8
 
 
 def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tuple[int, ...]],
-                   kernel: str | Mapping[str, str] = "auto", cache_bytes: int = 0) -> None:
+                   kernel: str | Mapping[str, str] = "auto", cache_bytes: int | None = None) -> None:
     """Set each quantized layer's kernel, with the reason and the timings in its spec.
 
-    "auto": the fastest kernel on the layer's recorded input shape among those that hold the
-    weight at its own bits; then, within `cache_bytes` more, the layers whose pre-packed int8
-    weight saves the most milliseconds per extra byte hold one. A layer with no recorded shape
-    keeps the rule that needs no timing: int8 for 8-bit weights and activations, else dequant.
-    A fixed kernel (one name, or per layer) is used where the layer supports it; elsewhere the
-    layer falls back as under "auto" and says why."""
+    "auto": each layer times every kernel it can use on its recorded input shape and takes the
+    fastest that needs no memory beyond its codes (int8-repack, dequant; int8 at 8 bits). Then
+    `cache_bytes` (default `default_allowance`: 1/8 of the code bytes) is spent, greedily by
+    milliseconds saved per byte, on the two kernels that hold more: a scratch weight shared by
+    every layer of one shape, which lets them all run `int8-unpack`, and a pre-packed int8 weight
+    for one layer below 8 bits (`int8`). A layer with no recorded shape keeps the rule that needs
+    no timing: int8 at 8-bit weights and activations, else dequant. A fixed kernel (one name, or
+    per layer) is used where the layer supports it; elsewhere the layer falls back as under "auto"
+    and says why."""
     if isinstance(kernel, str) and kernel not in (*KERNELS, "auto"):
         raise ValueError(f"unknown kernel {kernel!r}; expected 'auto' or one of {KERNELS}")
-    gains: list[tuple[float, int, str, float]] = []
+    timed: dict[str, dict[str, float]] = {}
     for name, layer in layers.items():
         if layer.weight_bits is None:
             continue
@@ -107,21 +121,42 @@ def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tup
             layer.use_kernel(static, reason=fallback + "not timed (no input seen in the sample call)")
             continue
         timings = time_kernels(layer, shape, usable)
-        failed = {k: v for k, v in timings.items() if isinstance(v, str)}
         ms = {k: v for k, v in timings.items() if not isinstance(v, str)}
-        fitting = [k for k in usable if k in ms and _extra_bytes(layer, k) == 0]
-        best = min(fitting, key=ms.__getitem__)
-        notes = "".join(f"; {k} failed: {v}" for k, v in failed.items())
+        notes = "".join(f"; {k} failed: {v}" for k, v in timings.items() if isinstance(v, str))
+        own_bits = [k for k in usable if k in ms and k != "int8-unpack"
+                    and (k != "int8" or not _int8_extra_bytes(layer))]
+        best = min(own_bits, key=ms.__getitem__)
         layer.use_kernel(best, reason=fallback + "fastest measured" + notes, timings=ms, input_shape=shape)
-        if "int8" in ms and "int8" not in fitting and ms["int8"] < ms[best]:
-            gains.append(((ms[best] - ms["int8"]) / _extra_bytes(layer, "int8"), _extra_bytes(layer, "int8"), name,
-                          ms["int8"]))
-    spent = 0
-    for _, extra, name, _ in sorted(gains, reverse=True):
-        if spent + extra > cache_bytes:
-            continue
-        spent += extra
+        timed[name] = ms
+    _spend_allowance(layers, timed, default_allowance(layers) if cache_bytes is None else cache_bytes)
+    SCRATCH.keep({m._blocked.key for m in layers.values() if m._blocked is not None})
+
+
+def _spend_allowance(layers: Mapping[str, DeployedLayer], timed: dict[str, dict[str, float]], allowance: int) -> None:
+    """Greedy multiple-choice knapsack: scratch weights per shape and int8 weights per layer, by
+    milliseconds saved per byte, while they fit."""
+    items = []  # (ms saved per byte, bytes, kernel, layers it serves)
+    shared: dict[tuple, list[str]] = {}
+    for name, ms in timed.items():
         layer = layers[name]
-        layer.use_kernel("int8", reason=f"fastest measured; holds its weight pre-packed in int8 (+{extra:,} bytes "
-                                        "of the cache allowance)", timings=dict(layer.spec.kernel_ms),
-                         input_shape=layer.spec.input_shape)
+        if "int8-unpack" in ms and ms["int8-unpack"] < ms[layer.kernel]:
+            shared.setdefault(layer._layout_key(), []).append(name)
+        if "int8" in ms and ms["int8"] < ms[layer.kernel] and _int8_extra_bytes(layer):
+            extra = _int8_extra_bytes(layer)
+            items.append(((ms[layer.kernel] - ms["int8"]) / extra, extra, "int8", [name]))
+    for names in shared.values():
+        cost = _scratch_bytes(layers[names[0]])
+        saved = sum(timed[n][layers[n].kernel] - timed[n]["int8-unpack"] for n in names)
+        items.append((saved / cost, cost, "int8-unpack", names))
+    spent = 0
+    for _, cost, kernel, names in sorted(items, key=lambda item: -item[0]):
+        if spent + cost > allowance:
+            continue
+        spent += cost
+        for name in names:
+            layer, ms = layers[name], timed[name]
+            if ms[kernel] < ms[layer.kernel]:
+                what = ("a scratch weight shared by its shape" if kernel == "int8-unpack"
+                        else "its weight pre-packed in int8")
+                layer.use_kernel(kernel, reason=f"fastest measured; {what} from the memory allowance ({cost:,} bytes)",
+                                 timings=ms, input_shape=layer.spec.input_shape)
