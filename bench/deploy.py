@@ -8,8 +8,9 @@ next. Settings: FP32; uniform W8A8 (int8 kernels); uniform W4A8 (4-bit packed we
 which has no profile here: 3-bit `ff.net.2`, 8-bit conv_in/conv_out/time embedding, 4-bit the
 rest, A8). Embedded: one 64x64 image, 4 steps. SD-Turbo: the full-size UNet (865 M parameters,
 random weights, built from the shipped config) for one call at 512x512 (64x64 latents), batch 1.
-Deployment chooses each layer's kernel by timing (`mixdq.deploy.kernels`); `--cache-mb` lets
-layers below 8 bits hold pre-packed int8 weights within that many more MB.
+Deployment chooses each layer's kernel by timing (`mixdq.deploy.kernels`); `--cache-mb` sets the
+memory it may hold beyond the codes (shared scratch weights, pre-packed int8 weights; default:
+deploy's own, 1/8 of the code bytes), counted in the UNet bytes.
 Targets: SD-Turbo W4A8 and mixed ~4-bit A8 latency <= 0.6x FP32 at <= 0.15x bytes, W8A8 <= 0.5x;
 embedded model every setting <= 1.15x FP32; peak RSS of a call not above earlier releases'.
 `--json FILE` writes per model and setting: bits, UNet bytes, peak RSS, latency (each with its
@@ -46,7 +47,7 @@ def sd_turbo_mixed(names: list[str]) -> mixdq.Allocation:
     return mixdq.Allocation({n: bits(n) for n in names}, {n: 8 for n in names})
 
 
-def embedded(setting: str, cache_bytes: int) -> dict:
+def embedded(setting: str, cache_bytes: int | None) -> dict:
     from mixdq.models import ASSETS
     from mixdq.shapes import dataset
 
@@ -65,7 +66,7 @@ def embedded(setting: str, cache_bytes: int) -> dict:
     return _report(pipe, call, inventory, allocation, repeats=10)
 
 
-def sd_turbo(setting: str, cache_bytes: int) -> dict:
+def sd_turbo(setting: str, cache_bytes: int | None) -> dict:
     from diffusers import UNet2DConditionModel
 
     config = mixdq.load_unet_config("sd-turbo")
@@ -101,7 +102,7 @@ def _report(model, call, inventory, allocation, repeats) -> dict:
     return r | dict(layers=len(inventory))
 
 
-def child(model: str, setting: str, threads: int, cache_bytes: int) -> None:
+def child(model: str, setting: str, threads: int, cache_bytes: int | None) -> None:
     torch.set_num_threads(threads)
     with torch.no_grad():
         print(json.dumps({"embedded": embedded, "sd-turbo": sd_turbo}[model](setting, cache_bytes)))
@@ -124,12 +125,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default="embedded,sd-turbo")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cache-mb", type=float, default=0.0,
-                        help="MB more that layers below 8 bits may hold as pre-packed int8 weights (default 0)")
+    parser.add_argument("--cache-mb", type=float, default=None,
+                        help="memory allowance beyond the codes, MB (default: deploy's, 1/8 of the code bytes)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "SETTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    cache_bytes = int(args.cache_mb * 1e6)
+    cache_bytes = None if args.cache_mb is None else int(args.cache_mb * 1e6)
     if args.child:
         return child(*args.child, args.threads, cache_bytes)
     start(args.threads)
@@ -137,8 +138,9 @@ def main() -> None:
     for model in args.models.split(","):
         results = {}
         for setting in SETTINGS:
+            cache = [] if args.cache_mb is None else ["--cache-mb", str(args.cache_mb)]
             out = subprocess.run([sys.executable, __file__, "--child", model, setting, "--threads", str(args.threads),
-                                  "--cache-mb", str(args.cache_mb)], capture_output=True, text=True, cwd=ROOT)
+                                  *cache], capture_output=True, text=True, cwd=ROOT)
             if out.returncode != 0:
                 print(f"{model} {setting}: failed\n{out.stderr[-2000:]}")
                 continue

@@ -13,6 +13,7 @@ import pandas as pd
 from .allocation import Allocation
 from .bits import ACT_BITS, FP, WEIGHT_BITS, bits_choices, format_bits, parse_bits
 from .config import PlanConfig, QuantConfig, WeightQuantConfig
+from .deploy.modules import KERNELS
 from .errors import ConfigError, MixDQError
 from .memory import memory_report
 from .models import ARCHITECTURES, generation_defaults, load_inventory
@@ -196,7 +197,7 @@ def cmd_allocate(args) -> int:
 
 
 def cmd_deploy(args) -> int:
-    from .deploy import deploy, deployed_layers, module_bytes, save_deployed
+    from .deploy import deploy, deployed_layers, kernel_counts, module_bytes, save_deployed
     from .models import load_pipeline
     from .quantize import quantize_
 
@@ -205,11 +206,26 @@ def cmd_deploy(args) -> int:
     float_bytes = module_bytes(pipe)
     calibration = _sampling(args).calibration() if allocation.acts else None
     quantize_(pipe, allocation, QuantConfig(weight=_weight_config(args)), calibration=calibration)
-    deploy(pipe)
+    cache = None if args.cache_mb is None else int(args.cache_mb * 1e6)
+    deploy(pipe, kernel=args.kernel, cache_bytes=cache)
     save_deployed(pipe, args.output, base_model=args.model)
-    int8 = sum(m.int8 for m in deployed_layers(pipe).values())
+    counts = kernel_counts(deployed_layers(pipe))
     print(f"wrote {args.output}: UNet {module_bytes(pipe) / 1e6:,.1f} MB held vs {float_bytes / 1e6:,.1f} MB "
-          f"float ({module_bytes(pipe) / float_bytes:.3f}x); {int8} layers on int8 kernels")
+          f"float ({module_bytes(pipe) / float_bytes:.3f}x); layers per kernel: "
+          + ", ".join(f"{k} {n}" for k, n in counts.items() if n))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .deploy import kernel_table
+
+    table = kernel_table(args.folder)
+    if args.json:
+        print(table.to_json(orient="records", indent=1))
+    else:
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 70):
+            print(table.to_string(index=False))
+        print("\nlayers per kernel: " + ", ".join(f"{k} {n}" for k, n in table["kernel"].value_counts().items()))
     return 0
 
 
@@ -327,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
                 ["model", "prompts", "asymmetric"])
     p.add_argument("--allocation", required=True, metavar="FILE", help="allocation JSON (or MixDQ weight YAML)")
     p.add_argument("-o", "--output", required=True, metavar="FOLDER")
+    p.add_argument("--kernel", default="auto", choices=("auto", *KERNELS),
+                   help="auto (default): each layer takes the fastest kernel timed on its own input shape")
+    p.add_argument("--cache-mb", type=float, metavar="MB",
+                   help="memory beyond the codes that fast kernels may hold (default: 1/8 of the code bytes)")
+
+    p = command("report", cmd_report, "show a deployed model's layers: bits, kernel, and the timings behind it")
+    p.add_argument("folder", metavar="FOLDER", help="a folder written by `mixdq deploy`")
+    p.add_argument("--json", action="store_true", help="print the table as JSON records")
     return parser
 
 

@@ -19,7 +19,7 @@ def run(capsys, *argv):
 def test_python_dash_m_help_lists_every_command():
     res = subprocess.run([sys.executable, "-m", "mixdq", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0
-    for command in ("inventory", "memory", "sensitivity", "import-mixdq", "allocate", "deploy"):
+    for command in ("inventory", "memory", "sensitivity", "import-mixdq", "allocate", "deploy", "report"):
         assert command in res.stdout
 
 
@@ -126,9 +126,19 @@ def test_allocate_then_deploy_the_embedded_model(capsys, tmp_path):
     assert code == 0
     code, printed, _ = run(capsys, "deploy", "--allocation", str(tmp_path / "alloc.json"), "-o", str(tmp_path / "m"),
                            "--num-prompts", "4")
-    assert code == 0 and "layers on int8 kernels" in printed
+    assert code == 0 and "layers per kernel:" in printed
     manifest = read_manifest(tmp_path / "m")
     assert manifest["base_model"] is None and len(manifest["layers"]) == 132
+    code, printed, _ = run(capsys, "report", str(tmp_path / "m"), "--json")
+    rows = json.loads(printed)
+    assert code == 0 and len(rows) == 132
+    for row in rows:  # every layer says which kernel it took, why, and what that cost against float
+        entry = manifest["layers"][row["layer"]]
+        assert row["kernel"] == entry.get("kernel", "float") and row["reason"] == entry.get("kernel_reason", "")
+        if row["kernel"] != "float":
+            assert row["ms"] == entry["kernel_ms"][row["kernel"]] and row["float_ms"] == entry["kernel_ms"]["float"]
+    code, printed, _ = run(capsys, "report", str(tmp_path / "m"))
+    assert code == 0 and "fastest measured" in printed and "layers per kernel:" in printed
     pipe = load_deployed_pipeline(tmp_path / "m")
     image = pipe("a small red circle on the left, white background", num_inference_steps=4,
                  guidance_scale=0.0, output_type="pt").images

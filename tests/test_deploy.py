@@ -108,6 +108,39 @@ def test_every_kernel_matches_the_simulated_layers(kernel, weight, act):
         assert _relative_error(real[name], simulated[name]) < 1e-5, name
 
 
+@pytest.mark.parametrize("weight", [3, 4])
+def test_large_weights_unpack_chunk_by_chunk_onto_shared_scratch(weight, monkeypatch):
+    """Chunks of output channels (here 2 KiB of int8 each; 4 MiB by default), one scratch weight
+    per chunk shape, whatever the layer; a remainder chunk where the channels do not divide."""
+    from mixdq.deploy import blocked
+    from mixdq.deploy.measure import scratch_bytes
+
+    monkeypatch.setattr(blocked, "MAX_CHUNK_BYTES", 2048)
+    blocked.SCRATCH.keep(set())
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"a": nn.Linear(64, 96), "b": nn.Linear(64, 40), "conv": nn.Conv2d(16, 40, 3, padding=1)})
+    g = torch.Generator().manual_seed(1)
+    x = {"a": torch.randn(3, 64, generator=g), "b": torch.randn(3, 64, generator=g),
+         "conv": torch.randn(1, 16, 6, 6, generator=g)}
+    simulated = _calibrated(model, x, mixdq.Allocation.uniform(list(model), weight, 8))
+    with torch.no_grad():
+        deploy(model, kernel="int8-unpack")
+        real = {name: layer(x[name]) for name, layer in model.items()}
+    layers = deployed_layers(model)
+    for name, layer in layers.items():
+        assert layer.kernel == "int8-unpack", layer.spec.kernel_reason
+        assert _relative_error(real[name], simulated[name]) < 1e-5, name
+    rows = {n: [c.rows for c in m._blocked.chunks] for n, m in layers.items()}
+    assert rows["a"] == [slice(0, 32), slice(32, 64), slice(64, 96)]
+    assert rows["b"] == [slice(0, 32), slice(32, 40)] and len(rows["conv"]) == 3  # 16 + 16 + 8
+    keys = [c.key for m in layers.values() for c in m._blocked.chunks]
+    assert len(set(keys)) == 4  # linear 32x64 (shared by a and b), 8x64; conv 16x16x3x3, 8x16x3x3
+    # one scratch per shape, counted once in the model's bytes (a key ends with its packed bytes)
+    assert scratch_bytes(list(layers.values())) == blocked.SCRATCH.nbytes(set(keys)) == sum(k[-1] for k in set(keys))
+    for name, layer in layers.items():  # and back: the codes as stored
+        assert torch.equal(layer.tensors()["weight_codes"], layer._stored_codes(layer.centred_weight()))
+
+
 @pytest.mark.parametrize("weight", [4, 8])
 def test_asymmetric_weights_run_on_int8_kernels_below_8_bits(weight):
     model, x = _sd_like_layers()

@@ -10,7 +10,16 @@ saved and loaded without pickle, and measured rather than computed.
 from .checkpoint import load_deployed, load_deployed_pipeline, read_manifest, save_deployed
 from .convert import bos_embedding, deploy, deployed_layers
 from .kernels import choose_kernels
-from .measure import DeployReport, latency, module_bytes, peak_rss_during, report, resident_bytes, weight_bytes
+from .measure import (
+    DeployReport,
+    kernel_table,
+    latency,
+    module_bytes,
+    peak_rss_during,
+    report,
+    resident_bytes,
+    weight_bytes,
+)
 from .modules import (
     KERNELS,
     DeployedConv2d,
@@ -24,7 +33,7 @@ from .packing import pack, packed_nbytes, unpack
 
 __all__ = [
     "KERNELS", "DeployReport", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "LayerSpec", "bos_embedding",
-    "choose_kernels", "deploy", "deployed_layers", "int8_kernels_available", "kernel_counts", "latency",
+    "choose_kernels", "deploy", "deployed_layers", "int8_kernels_available", "kernel_counts", "kernel_table", "latency",
     "load_deployed", "load_deployed_pipeline", "module_bytes", "pack", "packed_nbytes", "peak_rss_during",
     "read_manifest", "report", "resident_bytes", "save_deployed", "unpack", "weight_bytes",
 ]  # fmt: skip

@@ -6,7 +6,8 @@ weight. But packing is a fixed permutation of the weights followed by a few byte
 channel (the kernel's compensation), so we apply the permutation once, at deployment, to the
 codes themselves, and keep them packed at their own bits in blocked order. A call then only
 unpacks them (sequentially) into a pre-packed scratch weight shared by every layer of the same
-shape, and copies the per-channel tail after them.
+shape, and copies the per-channel tail after them. Large weights go in chunks of output channels,
+so that a scratch weight is small and shared widely (`MAX_CHUNK_BYTES`).
 
 The permutation is read off oneDNN's own packing of index digits, and everything is checked
 against its real packing of the layer, byte for byte, and against its output: where oneDNN's
@@ -42,54 +43,111 @@ def raw_bytes(packed: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ctypeslib.as_array(buffer))
 
 
-@dataclass(frozen=True)
-class BlockedWeight:
-    """A layer's centred weight in oneDNN's blocked order, packed at `bits`, plus the packing's tail."""
+# A layer's weight is cut into chunks of output channels of at most this many int8 bytes (a power
+# of two of channels): the scratch weight is one chunk, so it stays small, and layers whose chunks
+# have one shape share it. Output channels are independent, so the chunks' outputs are exact.
+MAX_CHUNK_BYTES = 4 << 20
 
+
+@dataclass(frozen=True)
+class BlockedChunk:
+    """Output channels `rows` of a layer's centred weight in oneDNN's blocked order, packed at
+    `bits`, plus the tail oneDNN keeps after the weights (per-channel compensation)."""
+
+    rows: slice
     planes: tuple[torch.Tensor, ...]  # `bits` per weight as bit planes (padding holds the code of 0)
     bits: int
     length: int  # weights (and padding) in blocked order
-    tail: torch.Tensor  # int8: the bytes oneDNN keeps after the weights (per-channel compensation)
-    key: tuple  # layers with equal keys can share one scratch weight
+    tail: torch.Tensor  # int8
+    key: tuple  # chunks with equal keys share one scratch weight
 
     @property
     def nbytes(self) -> int:
         return sum(p.nbytes for p in self.planes) + self.tail.nbytes
 
     def fill(self, view: torch.Tensor) -> None:
-        offset = 2 ** (self.bits - 1)
         codes = unpack_planes(self.planes, self.bits, self.length)
-        torch.sub(codes.view(torch.int8), offset, out=view[: self.length])
+        torch.sub(codes.view(torch.int8), 2 ** (self.bits - 1), out=view[: self.length])
         view[self.length:] = self.tail
 
 
-def to_blocked(centred: torch.Tensor, bits: int, prepack: Callable[[torch.Tensor], torch.Tensor],
-               key: tuple) -> BlockedWeight:
-    """`centred` (int8, symmetric `bits`-bit values) in the blocked order `prepack` produces."""
-    numel = centred.numel()
+@dataclass(frozen=True)
+class BlockedWeight:
+    chunks: tuple[BlockedChunk, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.chunks)
+
+    @property
+    def keys(self) -> set[tuple]:
+        return {c.key for c in self.chunks}
+
+
+def chunk_rows(channels: int, per_channel: int) -> int:
+    """Output channels per chunk: all of them if they fit `MAX_CHUNK_BYTES`, else the largest
+    power of two (at least 16) that does."""
+    max_bytes = MAX_CHUNK_BYTES
+    if channels * per_channel <= max_bytes:
+        return channels
+    rows = 16
+    while rows * 2 * per_channel <= max_bytes and rows * 2 < channels:
+        rows *= 2
+    return rows
+
+
+Prepack = Callable[[torch.Tensor, slice], torch.Tensor]  # (centred rows, which rows) -> pre-packed
+
+
+def to_blocked(centred: torch.Tensor, bits: int, prepack: Prepack, key: tuple) -> BlockedWeight:
+    """`centred` (int8, symmetric `bits`-bit values) in the blocked order `prepack` produces,
+    chunk by chunk."""
+    channels = centred.shape[0]
+    rows = chunk_rows(channels, centred[0].numel())
+    positions: dict[tuple, tuple[torch.Tensor, int]] = {}  # one permutation per chunk shape
+    chunks = []
+    for start in range(0, channels, rows):
+        part = slice(start, min(start + rows, channels))
+        weights = centred[part]
+        packed = raw_bytes(real := prepack(weights, part)).clone()
+        del real
+        shape = tuple(weights.shape)
+        if shape not in positions:
+            positions[shape] = _blocked_positions(weights, part, packed, prepack)
+        position, length = positions[shape]
+        flat = weights.reshape(-1)
+        blocked = torch.where(position > 0, flat[(position - 1).clamp(min=0)], torch.zeros((), dtype=torch.int8))
+        if not torch.equal(blocked, packed[:length]):
+            raise LayoutError("oneDNN's int8 packing here is not a permutation of the weights")
+        planes = pack_planes((blocked.to(torch.int16) + 2 ** (bits - 1)).to(torch.uint8), bits)
+        chunks.append(BlockedChunk(part, planes, bits, length, packed[length:].clone(),
+                                   key + (shape, packed.numel())))
+    return BlockedWeight(tuple(chunks))
+
+
+def _blocked_positions(weights: torch.Tensor, part: slice, packed: torch.Tensor,
+                       prepack: Prepack) -> tuple[torch.Tensor, int]:
+    """(for each byte of the weights' blocked region, 1 + the flat index of the weight it holds,
+    0 for padding; the region's length), read off oneDNN's packing of the index's 7-bit digits."""
+    numel = weights.numel()
     if numel >= 2 ** (_DIGIT * _DIGITS):
-        raise LayoutError(f"more than 2^{_DIGIT * _DIGITS} weights")
-    real = prepack(centred)
-    packed = raw_bytes(real).clone()
-    index = torch.arange(1, numel + 1, dtype=torch.int64)  # 0 marks padding
+        raise LayoutError(f"more than 2^{_DIGIT * _DIGITS} weights in one chunk")
+    index = torch.arange(1, numel + 1, dtype=torch.int64)
     position = torch.zeros(packed.numel(), dtype=torch.int64)
     for d in range(_DIGITS):
-        digit = prepack(((index >> (_DIGIT * d)) & 0x7F).to(torch.int8).reshape(centred.shape))
+        digit = prepack(((index >> (_DIGIT * d)) & 0x7F).to(torch.int8).reshape(weights.shape), part)
         position |= (raw_bytes(digit).to(torch.int64) & 0x7F) << (_DIGIT * d)
         del digit
-    flat, channels = centred.reshape(-1), centred.shape[0]
     # an int32 per output channel (padded to a block) follows the weights
+    channels, flat = weights.shape[0], weights.reshape(-1)
     for length in dict.fromkeys(packed.numel() - 4 * (-(-channels // b) * b) for b in (1, 8, 16, 32, 64)):
         where = position[:length]
         if length <= 0 or where.max() > numel:
             continue
         blocked = torch.where(where > 0, flat[(where - 1).clamp(min=0)], torch.zeros((), dtype=torch.int8))
         if torch.equal(blocked, packed[:length]):
-            break
-    else:
-        raise LayoutError("oneDNN's int8 packing here is not a permutation of the weights")
-    planes = pack_planes((blocked.to(torch.int16) + 2 ** (bits - 1)).to(torch.uint8), bits)
-    return BlockedWeight(planes, bits, length, packed[length:].clone(), key + (packed.numel(),))
+            return where.clone(), length
+    raise LayoutError("oneDNN's int8 packing here is not a permutation of the weights")
 
 
 class ScratchPool:

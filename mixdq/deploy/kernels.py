@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from ..layers import QuantMixin
-from .blocked import SCRATCH
+from .blocked import SCRATCH, chunk_rows
 from .measure import latency
 from .modules import KERNELS, DeployedLayer
 from .packing import packed_nbytes
@@ -41,9 +41,14 @@ def record_input_shapes(layers: Mapping[str, QuantMixin], sample: Callable[[], o
     return shapes
 
 
-def median_ms(fn: Callable[[], object]) -> float:
-    """One kernel on one layer: at least 3 calls and 20 ms (at most 50 calls), after a warm-up."""
-    return latency(fn, repeats=3, warmup=1, min_seconds=0.02, max_repeats=50) * 1e3
+def median_ms(fn: Callable[[], object], enough_ms: float = float("inf")) -> float:
+    """One kernel on one layer: after a warm-up, at least 3 calls and 20 ms (at most 50 calls);
+    only one if that one takes more than `enough_ms` (a slow kernel is slow enough measured once)."""
+    fn()  # oneDNN makes its primitive on the first call
+    once = latency(fn, repeats=1, warmup=0) * 1e3
+    if once > enough_ms:
+        return once
+    return latency(fn, repeats=3, warmup=0, min_seconds=0.02, max_repeats=50) * 1e3
 
 
 def time_kernels(layer: DeployedLayer, shape: tuple[int, ...], kernels: list[str]) -> dict[str, float | str]:
@@ -55,10 +60,11 @@ def time_kernels(layer: DeployedLayer, shape: tuple[int, ...], kernels: list[str
     with torch.no_grad():
         weight = layer.dequantized_weight()
         timings["float"] = median_ms(lambda: layer._op(x, weight))
+        enough = max(3 * timings["float"], 1.0)  # beyond this, a kernel is timed once
         for kernel in kernels:
             try:
                 layer.use_kernel(kernel)
-                timings[kernel] = median_ms(lambda: layer(x))
+                timings[kernel] = median_ms(lambda: layer(x), enough)
             except (RuntimeError, ValueError) as e:  # oneDNN refuses some shapes, or its layout; say which
                 timings[kernel] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         layer.use_kernel(kept)
@@ -73,9 +79,12 @@ def _int8_extra_bytes(layer: DeployedLayer) -> int:
     return numel - packed_nbytes(numel, layer.weight_bits)
 
 
-def _scratch_bytes(layer: DeployedLayer) -> int:
-    """About what the shared scratch of `layer`'s shape holds: an int8 weight and an int32 per channel."""
-    return int(torch.Size(layer.weight_shape).numel()) + 4 * layer.weight_shape[0]
+def _scratch(layer: DeployedLayer) -> tuple[tuple, int]:
+    """(which scratch weight `layer` runs on, about its bytes): one chunk of its output channels
+    in int8 and an int32 per channel; layers whose chunks have one shape share it."""
+    per_channel = int(torch.Size(layer.weight_shape[1:]).numel())
+    rows = chunk_rows(layer.weight_shape[0], per_channel)
+    return (*layer._layout_key(), rows, *layer.weight_shape[1:]), rows * (per_channel + 4)
 
 
 def default_allowance(layers: Mapping[str, DeployedLayer]) -> int:
@@ -129,23 +138,22 @@ def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tup
         layer.use_kernel(best, reason=fallback + "fastest measured" + notes, timings=ms, input_shape=shape)
         timed[name] = ms
     _spend_allowance(layers, timed, default_allowance(layers) if cache_bytes is None else cache_bytes)
-    SCRATCH.keep({m._blocked.key for m in layers.values() if m._blocked is not None})
+    SCRATCH.keep(set().union(*(m._blocked.keys for m in layers.values() if m._blocked is not None)))
 
 
 def _spend_allowance(layers: Mapping[str, DeployedLayer], timed: dict[str, dict[str, float]], allowance: int) -> None:
     """Greedy multiple-choice knapsack: scratch weights per shape and int8 weights per layer, by
     milliseconds saved per byte, while they fit."""
     items = []  # (ms saved per byte, bytes, kernel, layers it serves)
-    shared: dict[tuple, list[str]] = {}
+    shared: dict[tuple[tuple, int], list[str]] = {}
     for name, ms in timed.items():
         layer = layers[name]
         if "int8-unpack" in ms and ms["int8-unpack"] < ms[layer.kernel]:
-            shared.setdefault(layer._layout_key(), []).append(name)
+            shared.setdefault(_scratch(layer), []).append(name)
         if "int8" in ms and ms["int8"] < ms[layer.kernel] and _int8_extra_bytes(layer):
             extra = _int8_extra_bytes(layer)
             items.append(((ms[layer.kernel] - ms["int8"]) / extra, extra, "int8", [name]))
-    for names in shared.values():
-        cost = _scratch_bytes(layers[names[0]])
+    for (_, cost), names in shared.items():
         saved = sum(timed[n][layers[n].kernel] - timed[n]["int8-unpack"] for n in names)
         items.append((saved / cost, cost, "int8-unpack", names))
     spent = 0

@@ -15,15 +15,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import pandas as pd
 import torch
 from torch import nn
 
 from ..allocation import Allocation
+from ..bits import format_bits
 from ..inventory import Inventory
 from ..layers import QuantMixin, unet_of
 from ..memory import memory_report
 from .blocked import SCRATCH
-from .modules import DeployedLayer, kernel_counts
+from .modules import DeployedLayer, LayerSpec, kernel_counts
 
 T = TypeVar("T")
 _STATUS = Path("/proc/self/status")
@@ -46,7 +48,7 @@ def module_bytes(model) -> int:
 
 def scratch_bytes(layers: list[DeployedLayer]) -> int:
     """Bytes of the pre-packed scratch weights that `int8-unpack` layers share (one per shape)."""
-    return SCRATCH.nbytes({m._blocked.key for m in layers if m._blocked is not None})
+    return SCRATCH.nbytes(set().union(*(m._blocked.keys for m in layers if m._blocked is not None)))
 
 
 def _status_kb(field: str) -> int | None:
@@ -145,3 +147,25 @@ def report(model, inventory: Inventory, allocation: Allocation | None, call: Cal
     kernels = kernel_counts({n: m for n, m in unet_of(model).named_modules() if isinstance(m, DeployedLayer)})
     return DeployReport(simulated.weight_bytes, weight_bytes(model), module_bytes(model), before, peak,
                         seconds, simulated.avg_weight_bits, kernels)
+
+
+def kernel_table(source) -> pd.DataFrame:
+    """One row per deployed layer: bits, kernel, why, and the milliseconds behind the choice
+    (chosen and float, on the recorded input shape). `source`: a deployed model, or a folder
+    written by `save_deployed` (read from its manifest, without loading weights)."""
+    from .checkpoint import read_manifest
+
+    if isinstance(source, str | Path):
+        specs = [LayerSpec.from_dict(entry) for entry in read_manifest(source)["layers"].values()]
+    else:
+        specs = [m.spec for m in unet_of(source).modules() if isinstance(m, DeployedLayer)]
+    rows = []
+    for s in specs:
+        ms = dict(s.kernel_ms or {})
+        chosen, fp = ms.get(s.kernel or ""), ms.get("float")
+        rows.append(dict(layer=s.layer, weight_bits=format_bits(s.weight_bits), act_bits=format_bits(s.act_bits),
+                         kernel=s.kernel or "float", ms=chosen, float_ms=fp,
+                         x_float=None if chosen is None or not fp else chosen / fp,
+                         input_shape="x".join(map(str, s.input_shape)) if s.input_shape else "",
+                         reason=s.kernel_reason or ""))
+    return pd.DataFrame(rows)

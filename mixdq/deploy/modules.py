@@ -35,7 +35,7 @@ from ..bits import format_bits
 from ..bos import has_bos, split_bos
 from ..quantizers import QParams, fake_quantize
 from ..serialization import FrozenMap
-from .blocked import SCRATCH, BlockedWeight, to_blocked
+from .blocked import SCRATCH, BlockedChunk, BlockedWeight, to_blocked
 from .packing import PACKED_BITS, pack, unpack
 
 KERNELS = ("int8", "int8-unpack", "int8-repack", "dequant")
@@ -43,6 +43,7 @@ KERNELS = ("int8", "int8-unpack", "int8-repack", "dequant")
 # The oneDNN ops below return fp32 straight from the int32 accumulator: no output requantization
 # (output scale 1, zero-point 0) and no fused post-op.
 _FLOAT_OUTPUT = dict(output_scale=1.0, output_zero_point=0, output_dtype=torch.float32)
+_ALL = slice(None)  # every output channel
 
 
 def int8_kernels_available() -> bool:
@@ -181,13 +182,21 @@ class DeployedLayer(nn.Module, ABC):
         self._packed_int8, self._blocked, self.weight_codes = prepacked, blocked, codes
 
     def _layout_key(self) -> tuple:
-        return (type(self).__name__, self.weight_shape, *self.spec.conv_kwargs().values())
+        """What oneDNN's packing depends on besides the weight's shape."""
+        return (type(self).__name__, *self.spec.conv_kwargs().values())
 
-    def _scratch(self, blocked: BlockedWeight) -> torch.Tensor:
-        """The shared pre-packed scratch weight, filled with `blocked` (hold SCRATCH.lock)."""
-        packed, view = SCRATCH.get(blocked.key, lambda: self._prepack(torch.zeros(self.weight_shape, dtype=torch.int8)))
-        blocked.fill(view)
+    def _scratch(self, chunk: BlockedChunk) -> torch.Tensor:
+        """The shared pre-packed scratch weight, filled with `chunk` (hold SCRATCH.lock)."""
+        shape = chunk.key[-2]
+        packed, view = SCRATCH.get(chunk.key, lambda: self._prepack(torch.zeros(shape, dtype=torch.int8), chunk.rows))
+        chunk.fill(view)
         return packed
+
+    def _blocked_op(self, qx: torch.Tensor, blocked: BlockedWeight) -> torch.Tensor:
+        """The int8 op chunk by chunk of output channels, each on the scratch weight of its shape."""
+        with SCRATCH.lock:
+            outs = [self._int8_op(qx, self._scratch(c), c.rows) for c in blocked.chunks]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1 if len(self.weight_shape) == 4 else -1)
 
     def _check_blocked(self, blocked: BlockedWeight, centred: torch.Tensor) -> None:
         """The scratch filled with `blocked` must compute what the real packing does, exactly."""
@@ -200,9 +209,8 @@ class DeployedLayer(nn.Module, ABC):
                 (k - 1) * d + 1 + st for k, d, st in zip(self.weight_shape[2:], s.dilation, s.stride, strict=True)]
         qx = torch.randint(0, self._x_qmax + 1, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
         expected = self._int8_op(qx, self._prepack(centred))
-        with SCRATCH.lock:
-            if not torch.equal(self._int8_op(qx, self._scratch(blocked)), expected):
-                raise LayoutError("the blocked codes do not reproduce oneDNN's output here")
+        if not torch.equal(self._blocked_op(qx, blocked), expected):
+            raise LayoutError("the blocked codes do not reproduce oneDNN's output here")
 
     def use_kernel(self, kernel: str, reason: str | None = None, timings: dict[str, float] | None = None,
                    input_shape: tuple[int, ...] | None = None) -> None:
@@ -264,7 +272,7 @@ class DeployedLayer(nn.Module, ABC):
             return self._dense(self._packed_int8)
         if self._blocked is not None:
             with SCRATCH.lock:
-                return self._dense(self._scratch(self._blocked))
+                return torch.cat([self._dense(self._scratch(c)) for c in self._blocked.chunks])
         codes = self.weight_codes
         if self.weight_zero_point is None:  # signed int8 codes, zero-point 0
             return codes.reshape(self.weight_shape)
@@ -313,16 +321,16 @@ class DeployedLayer(nn.Module, ABC):
             return self._op(self._fake_quantize_input(x), self.dequantized_weight().to(x.dtype))
         qx = self._quantize_input(x)
         if kernel == "int8-unpack":
-            with SCRATCH.lock:
-                return self._int8_op(qx, self._scratch(self._blocked)).to(x.dtype)
+            return self._blocked_op(qx, self._blocked).to(x.dtype)
         packed = self._packed_int8 if kernel == "int8" else self._prepack(self.centred_weight())
         return self._int8_op(qx, packed).to(x.dtype)
 
-    def _onednn_kwargs(self, packed: torch.Tensor) -> dict[str, Any]:
-        """What both int8 ops take alike. Their `.default` overloads are the ones whose input scale
-        and zero-point are Python numbers (`.tensor` wants tensors)."""
+    def _onednn_kwargs(self, packed: torch.Tensor, rows: slice) -> dict[str, Any]:
+        """What both int8 ops take alike, for output channels `rows`. Their `.default` overloads are
+        the ones whose input scale and zero-point are Python numbers (`.tensor` wants tensors)."""
         return dict(x_scale=self.spec.act_scale, x_zero_point=self._x_zero_point, qw=packed,
-                    w_scale=self.weight_scale, w_zero_point=self._w_zero_point, bias=self.bias, **_FLOAT_OUTPUT)
+                    w_scale=self.weight_scale[rows], w_zero_point=self._w_zero_point[rows],
+                    bias=None if self.bias is None else self.bias[rows], **_FLOAT_OUTPUT)
 
     def extra_repr(self) -> str:
         kernel = f", {self.kernel} kernel" if self.kernel else ""
@@ -333,16 +341,16 @@ class DeployedLayer(nn.Module, ABC):
         """The float op (F.linear / F.conv2d) with this layer's bias and geometry."""
 
     @abstractmethod
-    def _prepack(self, centred: torch.Tensor) -> torch.Tensor:
-        """oneDNN's packed form of the int8 `centred` weight."""
+    def _prepack(self, centred: torch.Tensor, rows: slice = _ALL) -> torch.Tensor:
+        """oneDNN's packed form of the int8 `centred` weight (of output channels `rows`)."""
 
     @abstractmethod
     def _dense(self, packed: torch.Tensor) -> torch.Tensor:
         """The int8 weight back from oneDNN's form, in the float weight's layout (a copy)."""
 
     @abstractmethod
-    def _int8_op(self, qx: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-        """oneDNN's int8 op on uint8 input codes, fp32 out."""
+    def _int8_op(self, qx: torch.Tensor, packed: torch.Tensor, rows: slice = _ALL) -> torch.Tensor:
+        """oneDNN's int8 op on uint8 input codes, fp32 out (output channels `rows`)."""
 
 
 class DeployedLinear(DeployedLayer):
@@ -353,17 +361,17 @@ class DeployedLinear(DeployedLayer):
     def _op(self, x, weight):
         return F.linear(x, weight, self.bias)
 
-    def _prepack(self, centred):
+    def _prepack(self, centred, rows=_ALL):
         return torch.ops.onednn.qlinear_prepack.default(weight=centred.to(torch.int8), x_shape=None)
 
     def _dense(self, packed):
         return packed.to_dense().t().contiguous()
 
-    def _int8_op(self, qx, packed):
+    def _int8_op(self, qx, packed, rows=_ALL):
         lead = qx.shape[:-1]
         out = torch.ops.onednn.qlinear_pointwise.default(
-            qx=qx.reshape(-1, qx.shape[-1]), **self._onednn_kwargs(packed), post_op_name="none", post_op_args=[],
-            post_op_algorithm="")
+            qx=qx.reshape(-1, qx.shape[-1]), **self._onednn_kwargs(packed, rows), post_op_name="none",
+            post_op_args=[], post_op_algorithm="")
         return out.reshape(*lead, -1)
 
 
@@ -379,17 +387,18 @@ class DeployedConv2d(DeployedLayer):
     def _op(self, x, weight):
         return F.conv2d(x, weight, self.bias, **self.spec.conv_kwargs())
 
-    def _prepack(self, centred):
+    def _prepack(self, centred, rows=_ALL):
         return torch.ops.onednn.qconv_prepack.default(
-            weight=centred.to(torch.int8), w_scales=self.weight_scale, x_scale=self.spec.act_scale,
+            weight=centred.to(torch.int8), w_scales=self.weight_scale[rows], x_scale=self.spec.act_scale,
             x_zp=self._x_zero_point, **self.spec.conv_kwargs(), x_shape=None)
 
     def _dense(self, packed):
         return packed.to_dense()
 
-    def _int8_op(self, qx, packed):
+    def _int8_op(self, qx, packed, rows=_ALL):
         out = torch.ops.onednn.qconv2d_pointwise.default(
-            qx=qx, **self._onednn_kwargs(packed), **self.spec.conv_kwargs(), attr="none", scalars=[], algorithm="")
+            qx=qx, **self._onednn_kwargs(packed, rows), **self.spec.conv_kwargs(), attr="none", scalars=[],
+            algorithm="")
         return out.contiguous()
 
 
