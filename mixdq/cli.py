@@ -99,7 +99,7 @@ def cmd_sensitivity(args) -> int:
     from .models import load_pipeline
     from .sensitivity import SweepConfig, sweep
 
-    if args.threads:
+    if args.threads and not (args.workers or args.ray_address):
         torch.set_num_threads(args.threads)
     sampling = _sampling(args)
     config = SweepConfig(
@@ -116,8 +116,17 @@ def cmd_sensitivity(args) -> int:
         quant=QuantConfig(weight=_weight_config(args)),
     )
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    pipe = load_pipeline(args.model, dtype=dtype).to(args.device)
-    profile = sweep(pipe, config, args.output, model_id=args.model or "embedded", restart=args.restart)
+    workers = None
+    if args.workers or args.ray_address:
+        from .distributed import Workers
+
+        workers = Workers(count=args.workers or 1, address=args.ray_address, model=args.model, device=args.device,
+                          dtype=args.dtype, threads=args.threads)
+        pipe = load_pipeline(args.model, dtype=dtype)  # the driver only hashes the weights and lists layers
+    else:
+        pipe = load_pipeline(args.model, dtype=dtype).to(args.device)
+    profile = sweep(pipe, config, args.output, model_id=args.model or "embedded", restart=args.restart,
+                    workers=workers)
     print(f"wrote {args.output}: {len(profile)} layers, {profile.meta['probes']} probes, "
           f"{profile.meta['elapsed_s']:.0f} s of probing")
     return 0
@@ -299,8 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", metavar="REGEX", help="probe only layers whose name matches")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (with --workers: per worker)")
     p.add_argument("--restart", action="store_true", help="discard a partial run instead of resuming")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="spread the probes over N Ray workers (a local Ray runtime; one GPU each with "
+                   "--device cuda); needs `pip install 'mixdq-studio[distributed]'`")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="join an existing Ray cluster (e.g. auto, or HEAD:6379) instead of starting one")
 
     p = command("import-mixdq", cmd_import_mixdq, "make a profile from MixDQ's sensitivity YAML files")
     p.add_argument("folder", metavar="DIR", help="folder with weight_sqnr.yaml, act_ssim.yaml, "

@@ -4,7 +4,8 @@ measure the damage against the floating-point run with *both* metrics.
 A probe is one batched pipeline call over all sweep prompts (fixed seed per prompt); it yields the
 SSIM of the decoded images (content metric) and the SQNR of the UNet outputs over every step
 (quality metric). Probes are journaled to `<profile>.partial.jsonl` as they finish, so a run killed
-at any moment (even `kill -9`) resumes where it stopped and ends with the same profile.
+at any moment (even `kill -9`) resumes where it stopped and ends with the same profile. Probes
+are independent: `mixdq.distributed` measures them on Ray workers, into the same journal.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -35,6 +37,9 @@ from .metrics import sqnr_db, ssim
 from .profile import LayerProfile, Profile
 from .quantize import prepare, set_layer_bits
 from .serialization import to_jsonable
+
+if TYPE_CHECKING:
+    from .distributed import Workers
 
 SQNR_CAP_DB = 300.0  # identical outputs: float64 cannot resolve more, and JSON has no infinity
 
@@ -187,6 +192,75 @@ def journal_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".partial.jsonl")
 
 
+@contextmanager
+def journal_lock(out: str | Path) -> Iterator[None]:
+    """Hold `<out>.lock` for the sweep's lifetime: a second driver on the same journal is refused
+    instead of interleaving its records. The OS drops the lock when the holder dies (even by
+    SIGKILL), so a resumed run never finds a stale one."""
+    import fcntl
+
+    path = Path(out).with_name(Path(out).name + ".lock")
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise ConfigError(f"another sweep ({holder}) is writing {journal_path(out)}; wait for it to finish or "
+                              "stop it, or write to another -o PROFILE") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {platform.node()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class ProbeSession:
+    """One pipeline ready to measure probes: prepared, every layer in floating point, calibrated,
+    and its floating-point reference (images and UNet outputs) taken once. The serial sweep runs
+    one; each distributed worker runs its own (`mixdq.distributed`)."""
+
+    def __init__(self, pipe, config: SweepConfig, progress: bool = False):
+        prepare(pipe, config.quant)
+        self.pipe, self.config = pipe, config
+        self.layers = quant_layers(pipe)
+        self.weights_sha256 = weights_sha256(pipe)
+        for layer in self.layers.values():
+            layer.weight_bits = layer.act_bits = None
+        with quiet_progress(pipe):
+            calibrate(pipe, config.calibration, progress=progress)
+            self.ref_images, self.ref_unet = _run(pipe, config)
+        self._last: str | None = None
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return tuple(self.ref_images.shape[-2:])
+
+    def probe(self, kind: Kind, name: str, bits: int) -> dict:
+        """Quantize `name` alone (its `kind` at `bits`), run every prompt, score against the reference."""
+        if self._last not in (None, name):
+            self.layers[self._last].clear_cache()  # full-size models cannot hold every layer x bits
+        self._last = name
+        t0 = time.perf_counter()
+        set_layer_bits(self.pipe, name, **({"weight": bits} if kind == "weight" else {"act": bits}))
+        try:
+            with quiet_progress(self.pipe):
+                images, unet_out = _run(self.pipe, self.config)
+        finally:
+            set_layer_bits(self.pipe, name, weight=None, act=None)
+        return dict(kind=kind, layer=name, bits=bits, ssim=float(ssim(self.ref_images, images).mean()),
+                    sqnr=min(sqnr_db(self.ref_unet, unet_out), SQNR_CAP_DB), elapsed_s=time.perf_counter() - t0)
+
+
+Probe = tuple[Kind, str, int]
+# Measures `todo` and hands each record to the callback as it comes: the serial loop, or Ray workers.
+Runner = Callable[[list[Probe], Callable[[dict], None]], dict]
+
+
 def sweep(
     pipe,
     config: SweepConfig,
@@ -196,87 +270,100 @@ def sweep(
     restart: bool = False,
     progress: bool = True,
     on_probe: Callable[[int], None] | None = None,
+    workers: Workers | None = None,
 ) -> Profile:
     """Measure every (layer, bit-width) of `config` on `pipe` and write the profile to `out`.
 
-    Resumes from `<out>.partial.jsonl` when one from the same sweep exists (unless `restart`).
+    Resumes from `<out>.partial.jsonl` when one from the same sweep exists (unless `restart`);
+    a second sweep writing the same journal at the same time is refused (`<out>.lock`).
+    `workers` spreads the probes over Ray workers (`mixdq.distributed.Workers`: N local ones, or
+    an existing cluster); each loads the model itself and must find the same weights.
     `on_probe(n)` is called after the n-th newly measured probe (tests use it to interrupt).
     The pipeline's UNet is prepared for quantization and left so, every layer in floating point.
     """
     started = time.perf_counter()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)  # the journal beside it is written from the first probe
-    prepare(pipe, config.quant)
-    names = list(quant_layers(pipe))
-    probes = config.probes(names)
-    header = {"sweep": to_jsonable(config), "weights_sha256": weights_sha256(pipe), "layers": len(names)}
-    journal = _Journal(journal_path(out), header)
-    if restart:
-        journal.path.unlink(missing_ok=True)
-    done = journal.read()
+    with journal_lock(out):
+        if workers is None:
+            session = ProbeSession(pipe, config, progress=progress)
+            sha, resolution = session.weights_sha256, session.resolution
+            run: Runner = lambda todo, record: _serial(session, todo, record)  # noqa: E731
+        else:
+            from .distributed import run_probes
 
-    for layer in quant_layers(pipe).values():
-        layer.weight_bits = layer.act_bits = None
-    with quiet_progress(pipe):
-        calibrate(pipe, config.calibration, progress=progress)
-        ref_images, ref_unet = _run(pipe, config)
+            prepare(pipe, config.quant)
+            sha = weights_sha256(pipe)
+            resolution = None
+            run = lambda todo, record: run_probes(workers, config, sha, todo, record, progress)  # noqa: E731
+        names = list(quant_layers(pipe))
+        probes = config.probes(names)
+        header = {"sweep": to_jsonable(config), "weights_sha256": sha, "layers": len(names)}
+        journal = _Journal(journal_path(out), header)
+        if restart:
+            journal.path.unlink(missing_ok=True)
+        done = journal.read()
         todo = [p for p in probes if p not in done]
         journal.start(done)
-        layers = quant_layers(pipe)
         bar = tqdm(total=len(probes), initial=len(probes) - len(todo), desc="sensitivity",
                    unit="probe", disable=not progress, smoothing=0.05)
+        measured = 0
+
+        def record(r: dict) -> None:
+            nonlocal measured
+            journal.append(r)
+            done[(r["kind"], r["layer"], r["bits"])] = r
+            measured += 1
+            bar.update(1)
+            if on_probe is not None:
+                on_probe(measured)
+
         try:
-            for n, (kind, name, bits) in enumerate(todo, 1):
-                t0 = time.perf_counter()
-                flip = {"weight": bits} if kind == "weight" else {"act": bits}
-                set_layer_bits(pipe, name, **flip)
-                try:
-                    images, unet_out = _run(pipe, config)
-                finally:
-                    set_layer_bits(pipe, name, weight=None, act=None)
-                record = dict(
-                    kind=kind, layer=name, bits=bits,
-                    ssim=float(ssim(ref_images, images).mean()),
-                    sqnr=min(sqnr_db(ref_unet, unet_out), SQNR_CAP_DB),
-                    elapsed_s=time.perf_counter() - t0,
-                )
-                journal.append(record)
-                done[(kind, name, bits)] = record
-                if n == len(todo) or todo[n][1] != name:
-                    layers[name].clear_cache()  # full-size models cannot hold every layer x bits
-                bar.update(1)
-                if on_probe is not None:
-                    on_probe(n)
+            extra_meta = run(todo, record)
         finally:
             bar.close()
             journal.close()
+        resolution = extra_meta.pop("resolution", None) or resolution or _resolution(pipe, config)
 
-    vae_scale = getattr(pipe, "vae_scale_factor", 8)
-    inventory = build_inventory(  # the pipeline's own tokenizer length; sizes at the sweep's resolution
-        pipe, latent_size=tuple(s // vae_scale for s in ref_images.shape[-2:]),
-        group_rule=GroupRule(config.content_pattern), model=model_id,
-    )
-    by_layer: dict[str, list[dict]] = {}
-    for record in done.values():
-        by_layer.setdefault(record["layer"], []).append(record)
-    profile = Profile(
-        tuple(_layer_profile(info, by_layer.get(info.name, [])) for info in inventory),
-        meta=dict(
-            model=model_id, weights_sha256=header["weights_sha256"], source="measured",
-            sweep=to_jsonable(config), prompts=list(config.prompts),
-            seeds=[config.first_seed + i for i in range(len(config.prompts))],
-            resolution=list(ref_images.shape[-2:]), steps=config.num_inference_steps,
-            weight_bits=list(config.weight_bits), act_bits=list(config.act_bits),
-            probes=len(probes), versions=_versions(), threads=torch.get_num_threads(),
-            # probe time summed over resumed runs: what a full run costs, however often it stopped
-            elapsed_s=round(sum(r["elapsed_s"] for r in done.values()), 3),
-            wall_s_this_run=round(time.perf_counter() - started, 3),
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-        ),
-    )
-    profile.save(out)
-    journal.path.unlink(missing_ok=True)
+        vae_scale = getattr(pipe, "vae_scale_factor", 8)
+        inventory = build_inventory(  # the pipeline's own tokenizer length; sizes at the sweep's resolution
+            pipe, latent_size=tuple(s // vae_scale for s in resolution),
+            group_rule=GroupRule(config.content_pattern), model=model_id,
+        )
+        by_layer: dict[str, list[dict]] = {}
+        for r in done.values():
+            by_layer.setdefault(r["layer"], []).append(r)
+        profile = Profile(
+            tuple(_layer_profile(info, by_layer.get(info.name, [])) for info in inventory),
+            meta=dict(
+                model=model_id, weights_sha256=sha, source="measured",
+                sweep=to_jsonable(config), prompts=list(config.prompts),
+                seeds=[config.first_seed + i for i in range(len(config.prompts))],
+                resolution=list(resolution), steps=config.num_inference_steps,
+                weight_bits=list(config.weight_bits), act_bits=list(config.act_bits),
+                probes=len(probes), versions=_versions(), threads=torch.get_num_threads(),
+                # probe time summed over resumed runs: what a full run costs, however often it stopped
+                elapsed_s=round(sum(r["elapsed_s"] for r in done.values()), 3),
+                wall_s_this_run=round(time.perf_counter() - started, 3),
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                **extra_meta,
+            ),
+        )
+        profile.save(out)
+        journal.path.unlink(missing_ok=True)
     return profile
+
+
+def _serial(session: ProbeSession, todo: list[Probe], record: Callable[[dict], None]) -> dict:
+    for probe in todo:
+        record(session.probe(*probe))
+    return {"resolution": session.resolution}
+
+
+def _resolution(pipe, config: SweepConfig) -> tuple[int, int]:
+    """The images' size when no probe ran here: the config's, else the pipeline's default."""
+    default = pipe.unet.config.sample_size * getattr(pipe, "vae_scale_factor", 8)
+    return (config.height or default, config.width or config.height or default)
 
 
 def _layer_profile(info, records: list[dict]) -> LayerProfile:
