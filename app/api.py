@@ -82,8 +82,9 @@ def export_deployed(models: dict[str, ModelEntry], avg_bits: float) -> tuple[str
     """`/compare`'s allocation (embedded model, A8) deployed, saved and zipped, with its sizes."""
     entry = models[EMBEDDED]
     plan = entry.planner(views.Controls().plan_config()).plan(avg_bits=_number("avg_bits", avg_bits), act_avg_bits=8)
-    archive, zipped, weights = exports.deployed_zip(entry, plan.allocation)
-    return str(archive), {"zip_bytes": zipped, "weights_bytes": weights, "predicted_mb": plan.weight_mb}
+    archive, zipped, weights, kernels = exports.deployed_zip(entry, plan.allocation)
+    return str(archive), {"zip_bytes": zipped, "weights_bytes": weights, "predicted_mb": plan.weight_mb,
+                          "kernels": kernels}
 
 
 def upload_profile(models: dict[str, ModelEntry], model: str, paths: list[str]) -> str:

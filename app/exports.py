@@ -34,20 +34,22 @@ def allocation_files(entry: ModelEntry, plan: mixdq.Plan) -> list[Path]:
     return [*files, profile_csv]
 
 
-def deployed_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path, int, int]:
-    """The allocation deployed for real (packed weights, int8 kernels) and saved with the engine's
-    `save_deployed`, zipped: (zip path, bytes of the zip, bytes of the UNet weights file)."""
+def deployed_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path, int, int, dict[str, int]]:
+    """The allocation deployed for real (packed weights, each layer's kernel timed on its own
+    input) and saved with the engine's `save_deployed`, zipped: (zip path, bytes of the zip, bytes
+    of the UNet weights file, layers per kernel)."""
     out = _folder()
     with entry.lock:  # the fork copies the shared, calibrated UNet
         fork = mixdq.fork_pipeline(entry.pipeline())
     mixdq.set_bos_aware(fork, True)
     mixdq.apply_allocation(fork, allocation)
     mixdq.deploy.deploy(fork)
+    kernels = {k: n for k, n in mixdq.deploy.kernel_counts(mixdq.deploy.deployed_layers(fork)).items() if n}
     folder = mixdq.deploy.save_deployed(fork, out / "deployed", base_model=entry.spec)
     archive = Path(shutil.make_archive(str(out / "mixdq-deployed"), "zip", folder))
     weights = (folder / "unet.safetensors").stat().st_size
     shutil.rmtree(folder)  # the zip is what is downloaded
-    return archive, archive.stat().st_size, weights
+    return archive, archive.stat().st_size, weights, kernels
 
 
 def commands(entry: ModelEntry, avg_bits: float) -> str:

@@ -230,7 +230,7 @@ def cmd_report(args) -> int:
 
     table = kernel_table(args.folder)
     if args.json:
-        print(table.to_json(orient="records", indent=1))
+        print(table.to_json(orient="records", indent=1, double_precision=15))
     else:
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 70):
             print(table.to_string(index=False))

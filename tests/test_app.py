@@ -225,6 +225,7 @@ def test_deployed_checkpoint_gives_the_pages_image(client, tmp_path):
 
     archive, sizes = client.predict(4.0, api_name="/export_deployed")
     assert 0 < sizes["weights_bytes"] < 0.2 * 4 * 5.8e6  # packed: well under FP32's 23 MB
+    assert sum(sizes["kernels"].values()) == 132 and set(sizes["kernels"]) <= {*mixdq.deploy.KERNELS, "float"}
     zipfile.ZipFile(archive).extractall(tmp_path / "deployed")
     pipe = mixdq.deploy.load_deployed_pipeline(tmp_path / "deployed")
     d = mixdq.generation_defaults()

@@ -11,8 +11,9 @@ from .common import Shared, friendly
 INTRO = (
     "Take the budget view's allocation home: as JSON (what `mixdq deploy --allocation` and "
     "`mixdq.Allocation.load` read) and as MixDQ's YAML files, with the profile it came from as CSV. "
-    "For the embedded model, the deployed checkpoint: weights really packed to their bits (int8 "
-    "kernels for W8A8), saved as safetensors with a manifest; its size is measured, not computed."
+    "For the embedded model, the deployed checkpoint: weights really packed to their bits, each layer "
+    "on the fastest of its kernels (int8 or float, measured), saved as safetensors with a manifest; "
+    "its size is measured, not computed."
 )
 
 
@@ -41,11 +42,12 @@ def build(shared: Shared) -> None:
             return gr.skip(), ("The weights of this model are not here; on a machine that has them:\n\n"
                                + exports.commands(entry, plan.avg_bits))
         progress(0.1, desc="packing the weights")
-        archive, zipped, weights = exports.deployed_zip(entry, plan.allocation)
+        archive, zipped, weights, kernels = exports.deployed_zip(entry, plan.allocation)
         return [str(archive)], (f"Deployed UNet: **{weights / 1e6:,.2f} MB** of weights on disk "
                                 f"({zipped / 1e6:,.2f} MB zipped); the planner predicted "
-                                f"{plan.weight_mb:,.2f} MB packed. Load it with "
-                                "`mixdq.deploy.load_deployed_pipeline(folder)`.")
+                                f"{plan.weight_mb:,.2f} MB packed. Layers per kernel, each timed on its own "
+                                f"input: {', '.join(f'{k} {n}' for k, n in kernels.items())} (`mixdq report "
+                                "FOLDER` lists them). Load it with `mixdq.deploy.load_deployed_pipeline(folder)`.")
 
     b = shared.budget
     inputs = [shared.model, b["slider"], *b["controls"]]
