@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -104,7 +106,6 @@ def to_blocked(centred: torch.Tensor, bits: int, prepack: Prepack, key: tuple) -
     chunk by chunk."""
     channels = centred.shape[0]
     rows = chunk_rows(channels, centred[0].numel())
-    positions: dict[tuple, tuple[torch.Tensor, int]] = {}  # one permutation per chunk shape
     chunks = []
     for start in range(0, channels, rows):
         part = slice(start, min(start + rows, channels))
@@ -112,17 +113,46 @@ def to_blocked(centred: torch.Tensor, bits: int, prepack: Prepack, key: tuple) -
         packed = raw_bytes(real := prepack(weights, part)).clone()
         del real
         shape = tuple(weights.shape)
-        if shape not in positions:
-            positions[shape] = _blocked_positions(weights, part, packed, prepack)
-        position, length = positions[shape]
+        position, length = POSITIONS.get(key + (shape, packed.numel()),
+                                         partial(_blocked_positions, weights, part, packed, prepack))
         flat = weights.reshape(-1)
-        blocked = torch.where(position > 0, flat[(position - 1).clamp(min=0)], torch.zeros((), dtype=torch.int8))
+        blocked = torch.where(position > 0, flat[(position - 1).clamp(min=0).long()], torch.zeros((), dtype=torch.int8))
         if not torch.equal(blocked, packed[:length]):
             raise LayoutError("oneDNN's int8 packing here is not a permutation of the weights")
         planes = pack_planes((blocked.to(torch.int16) + 2 ** (bits - 1)).to(torch.uint8), bits)
         chunks.append(BlockedChunk(part, planes, bits, length, packed[length:].clone(),
                                    key + (shape, packed.numel())))
     return BlockedWeight(tuple(chunks))
+
+
+class RecentPositions:
+    """The few most recently used permutations (int32, 4 bytes per weight): layers of one shape
+    come in runs, and reading a permutation off oneDNN costs four packings. Deployment and loading
+    `clear()` it when done."""
+
+    def __init__(self, size: int = 4):
+        self._items: OrderedDict[tuple, tuple[torch.Tensor, int]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def get(self, key: tuple, make: Callable[[], tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int]:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+
+POSITIONS = RecentPositions()
 
 
 def _blocked_positions(weights: torch.Tensor, part: slice, packed: torch.Tensor,
@@ -146,7 +176,7 @@ def _blocked_positions(weights: torch.Tensor, part: slice, packed: torch.Tensor,
             continue
         blocked = torch.where(where > 0, flat[(where - 1).clamp(min=0)], torch.zeros((), dtype=torch.int8))
         if torch.equal(blocked, packed[:length]):
-            return where.clone(), length
+            return where.to(torch.int32), length
     raise LayoutError("oneDNN's int8 packing here is not a permutation of the weights")
 
 

@@ -19,6 +19,7 @@ from ..allocation import Allocation
 from ..errors import ConfigError
 from ..layers import unet_of
 from ..serialization import atomic_write_text
+from .blocked import POSITIONS
 from .convert import deployed_layers
 from .modules import DEPLOYED_CLASSES, LayerSpec
 
@@ -114,6 +115,7 @@ def load_deployed(folder: str | Path):
         prefix = name + "."
         own = {k[len(prefix):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(prefix)]}
         unet.set_submodule(name, DEPLOYED_CLASSES[spec.kind](spec, own))
+    POSITIONS.clear()
     missing, unexpected = unet.load_state_dict(tensors, strict=False, assign=True)
     left = [n for n, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
     if unexpected or left:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from ..layers import QuantMixin
-from .blocked import SCRATCH, chunk_rows
+from .blocked import POSITIONS, SCRATCH, chunk_rows
 from .measure import latency
 from .modules import KERNELS, DeployedLayer
 from .packing import packed_nbytes
@@ -139,6 +139,7 @@ def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tup
         timed[name] = ms
     _spend_allowance(layers, timed, default_allowance(layers) if cache_bytes is None else cache_bytes)
     SCRATCH.keep(set().union(*(m._blocked.keys for m in layers.values() if m._blocked is not None)))
+    POSITIONS.clear()
 
 
 def _spend_allowance(layers: Mapping[str, DeployedLayer], timed: dict[str, dict[str, float]], allowance: int) -> None:

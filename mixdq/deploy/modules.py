@@ -35,7 +35,7 @@ from ..bits import format_bits
 from ..bos import has_bos, split_bos
 from ..quantizers import QParams, fake_quantize
 from ..serialization import FrozenMap
-from .blocked import SCRATCH, BlockedChunk, BlockedWeight, to_blocked
+from .blocked import SCRATCH, BlockedChunk, BlockedWeight, LayoutError, to_blocked
 from .packing import PACKED_BITS, pack, unpack
 
 KERNELS = ("int8", "int8-unpack", "int8-repack", "dequant")
@@ -200,8 +200,6 @@ class DeployedLayer(nn.Module, ABC):
 
     def _check_blocked(self, blocked: BlockedWeight, centred: torch.Tensor) -> None:
         """The scratch filled with `blocked` must compute what the real packing does, exactly."""
-        from .blocked import LayoutError
-
         shape = [2, self.weight_shape[1]]
         if len(self.weight_shape) == 4:
             s = self.spec
