@@ -52,6 +52,20 @@ def deployed_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path,
     return archive, archive.stat().st_size, weights, kernels
 
 
+KERNEL_WORDS = {
+    "int8": "on integer (int8) kernels",
+    "int8-unpack": "on int8 kernels, unpacking their low-bit weights each call",
+    "int8-repack": "on int8 kernels, re-packing their weights each call",
+    "dequant": "in float, from weights unpacked each call",
+    "float": "in float, unquantized",
+}
+
+
+def describe_kernels(kernels: dict[str, int]) -> str:
+    """Layers per kernel, in words a reader who never met oneDNN can follow."""
+    return "; ".join(f"{n} layers {KERNEL_WORDS[k]}" for k, n in kernels.items())
+
+
 def commands(entry: ModelEntry, avg_bits: float) -> str:
     """For a model whose weights are not here: the command lines that do the same."""
     return (f"```bash\nmixdq allocate --profile {entry.profile_path.name} --avg-bits {avg_bits:.2f} -o alloc.json\n"

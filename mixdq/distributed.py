@@ -133,7 +133,7 @@ class _Pool:
 
 
 def run_probes(workers: Workers, config: SweepConfig, sha: str, todo: list[Probe],
-               record: Callable[[dict], None], progress: bool = True) -> dict:
+               record: Callable[[dict], None]) -> dict:
     """Measure `todo` on Ray workers, handing each result to `record` as it arrives; returns what
     the profile's metadata says of the run (worker count, per-worker probe seconds, restarts)."""
     pool = _Pool(workers, config, sha)

@@ -295,7 +295,7 @@ def sweep(
             prepare(pipe, config.quant)
             sha = weights_sha256(pipe)
             resolution = None
-            run = lambda todo, record: run_probes(workers, config, sha, todo, record, progress)  # noqa: E731
+            run = lambda todo, record: run_probes(workers, config, sha, todo, record)  # noqa: E731
         names = list(quant_layers(pipe))
         probes = config.probes(names)
         header = {"sweep": to_jsonable(config), "weights_sha256": sha, "layers": len(names)}

@@ -192,9 +192,8 @@ def test_auto_keeps_the_fastest_kernel_measured_on_the_real_shape():
         assert set(spec.kernel_ms) == {"float", *KERNELS} - ({"int8-unpack"} if eight else set())
         at_own_bits = ["int8", "int8-repack", "dequant"] if eight else ["int8-repack", "dequant"]
         assert spec.kernel == min(at_own_bits, key=spec.kernel_ms.__getitem__)
-        if not eight:  # no cache allowance: codes stay at their bits (in blocked order for int8-unpack)
-            numel = torch.Size(layer.weight_shape).numel()
-            held_as_int8 = numel + layer.weight_shape[0] * 5  # a byte per weight, a scale and zero-point per channel
+        if not eight:  # no allowance: the codes stay at their bits
+            held_as_int8 = layer.numel + layer.weight_shape[0] * 5  # a byte per weight, a scale and zero-point per channel
             assert layer._packed_int8 is None and layer.weight_bytes() < held_as_int8
 
 
@@ -359,9 +358,8 @@ def test_report_gives_memory_both_ways(simulated_and_deployed):
     # weights held for a kernel instead of their codes (int8 pre-packed; codes in oneDNN's blocked
     # order, with its padding and an int32 per channel) count what they hold beyond the codes
     layers = [m for m in deployed_layers(pipe).values() if m.extra_storage_bytes()]
-    numel = [torch.Size(m.weight_shape).numel() for m in layers]
-    extra += sum(m.extra_storage_bytes() - (n if m.weight_bits == 8 else packed_nbytes(n, m.weight_bits))
-                 for m, n in zip(layers, numel, strict=True))
+    extra += sum(m.extra_storage_bytes() - (m.numel if m.weight_bits == 8 else packed_nbytes(m.numel, m.weight_bits))
+                 for m in layers)
     assert r.measured_weight_bytes - r.simulated_weight_bytes == extra
     fp = sum(allocation.weight_bits(layer.name) is None for layer in inventory)
     assert sum(r.kernels.values()) == len(inventory) and r.kernels["float"] == fp

@@ -45,9 +45,9 @@ def build(shared: Shared) -> None:
         archive, zipped, weights, kernels = exports.deployed_zip(entry, plan.allocation)
         return [str(archive)], (f"Deployed UNet: **{weights / 1e6:,.2f} MB** of weights on disk "
                                 f"({zipped / 1e6:,.2f} MB zipped); the planner predicted "
-                                f"{plan.weight_mb:,.2f} MB packed. Layers per kernel, each timed on its own "
-                                f"input: {', '.join(f'{k} {n}' for k, n in kernels.items())} (`mixdq report "
-                                "FOLDER` lists them). Load it with `mixdq.deploy.load_deployed_pipeline(folder)`.")
+                                f"{plan.weight_mb:,.2f} MB packed. How its layers compute, whichever was fastest "
+                                f"for each here: {exports.describe_kernels(kernels)} (`mixdq report FOLDER` "
+                                "lists every layer). Load it with `mixdq.deploy.load_deployed_pipeline(folder)`.")
 
     b = shared.budget
     inputs = [shared.model, b["slider"], *b["controls"]]

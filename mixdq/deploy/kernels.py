@@ -4,8 +4,8 @@ The kernels of `modules.KERNELS` give the same numbers, but their speed depends 
 int8 kernels win by 2-13x on large activations, lose to a float matmul on tiny ones (a call into
 oneDNN and quantizing the input cost tens of microseconds), and unpacking or re-packing the
 weight every call costs more than the matmul itself where the weight is large and the activation
-small (measured per shape in README "Deployment speed"). So the choice is made per layer by timing, once, at
-deployment, and written to the manifest with the figures behind it.
+small (README, "Deployment"). So the choice is made per layer by timing, once, at deployment,
+and written to the manifest with the figures behind it.
 """
 
 from __future__ import annotations
@@ -75,8 +75,7 @@ def _int8_extra_bytes(layer: DeployedLayer) -> int:
     """Bytes a pre-packed int8 weight holds beyond the stored codes it replaces (0 at 8 bits)."""
     if layer.weight_zero_point is None or layer.weight_bits >= 8:
         return 0
-    numel = int(torch.Size(layer.weight_shape).numel())
-    return numel - packed_nbytes(numel, layer.weight_bits)
+    return layer.numel - packed_nbytes(layer.numel, layer.weight_bits)
 
 
 def _scratch(layer: DeployedLayer) -> tuple[tuple, int]:
@@ -89,8 +88,8 @@ def _scratch(layer: DeployedLayer) -> tuple[tuple, int]:
 
 def default_allowance(layers: Mapping[str, DeployedLayer]) -> int:
     """1/8 of the quantized weights' code bytes (half a bit per weight at 4 bits)."""
-    return sum(packed_nbytes(int(torch.Size(m.weight_shape).numel()), m.weight_bits) if m.weight_bits < 8
-               else int(torch.Size(m.weight_shape).numel()) for m in layers.values() if m.weight_bits) // 8
+    return sum(packed_nbytes(m.numel, m.weight_bits) if m.weight_bits < 8 else m.numel
+               for m in layers.values() if m.weight_bits) // 8
 
 
 def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tuple[int, ...]],
@@ -138,7 +137,7 @@ def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tup
         layer.use_kernel(best, reason=fallback + "fastest measured" + notes, timings=ms, input_shape=shape)
         timed[name] = ms
     _spend_allowance(layers, timed, default_allowance(layers) if cache_bytes is None else cache_bytes)
-    SCRATCH.keep(set().union(*(m._blocked.keys for m in layers.values() if m._blocked is not None)))
+    SCRATCH.keep(set().union(*(m.scratch_keys() for m in layers.values())))
     POSITIONS.clear()
 
 

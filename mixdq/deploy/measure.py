@@ -48,7 +48,7 @@ def module_bytes(model) -> int:
 
 def scratch_bytes(layers: list[DeployedLayer]) -> int:
     """Bytes of the pre-packed scratch weights that `int8-unpack` layers share (one per shape)."""
-    return SCRATCH.nbytes(set().union(*(m._blocked.keys for m in layers if m._blocked is not None)))
+    return SCRATCH.nbytes(set().union(*(m.scratch_keys() for m in layers)))
 
 
 def _status_kb(field: str) -> int | None:

@@ -157,6 +157,7 @@ class DeployedLayer(nn.Module, ABC):
     act_bits = property(lambda self: self.spec.act_bits)
     weight_shape = property(lambda self: self.spec.weight_shape)
     kernel = property(lambda self: self.spec.kernel)
+    numel = property(lambda self: int(torch.Size(self.spec.weight_shape).numel()))  # weights
     int8 = property(lambda self: self.spec.kernel in ("int8", "int8-unpack", "int8-repack"))
 
     # --- storage ----------------------------------------------------------------------------
@@ -241,6 +242,10 @@ class DeployedLayer(nn.Module, ABC):
                 return "asymmetric weights: code - zero-point takes one bit more than the code"
         return None
 
+    def scratch_keys(self) -> set[tuple]:
+        """The shared scratch weights this layer's `int8-unpack` kernel fills (none otherwise)."""
+        return set() if self._blocked is None else self._blocked.keys
+
     def extra_storage_bytes(self) -> int:
         """Bytes held outside parameters and buffers (the pre-packed int8 weight)."""
         if self._blocked is not None:
@@ -274,7 +279,7 @@ class DeployedLayer(nn.Module, ABC):
         codes = self.weight_codes
         if self.weight_zero_point is None:  # signed int8 codes, zero-point 0
             return codes.reshape(self.weight_shape)
-        numel = int(torch.Size(self.weight_shape).numel())
+        numel = self.numel
         if self.weight_bits in PACKED_BITS:
             codes = unpack(codes, self.weight_bits, numel)
         codes = codes.reshape(self.weight_shape)

@@ -18,7 +18,7 @@ def packed_nbytes(numel: int, bits: int) -> int:
 
 def pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """Flat uint8 tensor of `packed_nbytes(codes.numel(), bits)` bytes."""
-    if bits not in PACKED_BITS:
+    if bits not in (1, *PACKED_BITS):  # 1: a bit plane of `pack_planes`
         raise ValueError(f"packing is for {PACKED_BITS} bits; 8-bit codes are stored as they are")
     flat = codes.reshape(-1).to(torch.int64)
     if flat.numel() and (flat.min() < 0 or flat.max() >= 2**bits):
@@ -54,7 +54,7 @@ def pack_planes(codes: torch.Tensor, bits: int) -> tuple[torch.Tensor, ...]:
     """`codes` (unsigned, `bits` wide) as byte-aligned bit planes: low bits first."""
     planes, shift = [], 0
     for width in PLANES[bits]:
-        planes.append(_pack_aligned((codes.reshape(-1) >> shift) & (2**width - 1), width))
+        planes.append(pack((codes.reshape(-1) >> shift) & (2**width - 1), width))
         shift += width
     return tuple(planes)
 
@@ -63,19 +63,8 @@ def unpack_planes(planes: tuple[torch.Tensor, ...], bits: int, numel: int) -> to
     """The inverse of `pack_planes`: the first `numel` codes, as uint8."""
     codes, shift = None, 0
     for plane, width in zip(planes, PLANES[bits], strict=True):
-        part = unpack(plane, width, numel) if width > 1 else _unpack_bits(plane, numel)
+        part = unpack(plane, width, numel)
         codes = part if codes is None else codes.bitwise_or_(part << shift)
         shift += width
     return codes
 
-
-def _pack_aligned(codes: torch.Tensor, width: int) -> torch.Tensor:
-    if width == 1:
-        pad = (-codes.numel()) % 8
-        groups = torch.nn.functional.pad(codes.to(torch.uint8), (0, pad)).view(-1, 8)
-        return sum(groups[:, k] << k for k in range(8)).to(torch.uint8)
-    return pack(codes.to(torch.uint8), width)
-
-
-def _unpack_bits(packed: torch.Tensor, numel: int) -> torch.Tensor:
-    return torch.stack([(packed >> k) & 1 for k in range(8)], dim=1).reshape(-1)[:numel]
