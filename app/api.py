@@ -78,13 +78,27 @@ def export(models: dict[str, ModelEntry], model: str, avg_bits: float, content_w
     return [str(p) for p in exports.allocation_files(entry, plan)]
 
 
-def export_deployed(models: dict[str, ModelEntry], avg_bits: float) -> tuple[str, dict]:
-    """`/compare`'s allocation (embedded model, A8) deployed, saved and zipped, with its sizes."""
+def _compare_plan(models: dict[str, ModelEntry], avg_bits: float):
+    """`/compare`'s plan: the embedded model at `avg_bits` weights, A8."""
     entry = models[EMBEDDED]
-    plan = entry.planner(views.Controls().plan_config()).plan(avg_bits=_number("avg_bits", avg_bits), act_avg_bits=8)
+    return entry, entry.planner(views.Controls().plan_config()).plan(avg_bits=_number("avg_bits", avg_bits),
+                                                                     act_avg_bits=8)
+
+
+def export_deployed(models: dict[str, ModelEntry], avg_bits: float) -> tuple[str, dict]:
+    """`/compare`'s allocation deployed, saved and zipped, with its sizes."""
+    entry, plan = _compare_plan(models, avg_bits)
     archive, zipped, weights, kernels = exports.deployed_zip(entry, plan.allocation)
     return str(archive), {"zip_bytes": zipped, "weights_bytes": weights, "predicted_mb": plan.weight_mb,
                           "kernels": kernels}
+
+
+def export_openvino(models: dict[str, ModelEntry], avg_bits: float) -> tuple[str, dict]:
+    """`/compare`'s allocation as an OpenVINO IR, zipped, with its sizes and storage types."""
+    entry, plan = _compare_plan(models, avg_bits)
+    archive, zipped, ir_bytes, stored = exports.openvino_zip(entry, plan.allocation)
+    return str(archive), {"zip_bytes": zipped, "ir_bytes": sum(ir_bytes.values()), "bin_bytes": ir_bytes["unet.bin"],
+                          "predicted_mb": plan.weight_mb, "stored": stored}
 
 
 def upload_profile(models: dict[str, ModelEntry], model: str, paths: list[str]) -> str:

@@ -1,5 +1,5 @@
-"""What a user takes home: the allocation (JSON, MixDQ YAML), the profile (CSV), and a deployed
-checkpoint (zipped), written to a fresh temporary folder per request."""
+"""What a user takes home: the allocation (JSON, MixDQ YAML), the profile (CSV), a deployed
+checkpoint and an OpenVINO IR (each zipped), written to a fresh temporary folder per request."""
 
 from __future__ import annotations
 
@@ -34,22 +34,49 @@ def allocation_files(entry: ModelEntry, plan: mixdq.Plan) -> list[Path]:
     return [*files, profile_csv]
 
 
-def deployed_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path, int, int, dict[str, int]]:
-    """The allocation deployed for real (packed weights, each layer's kernel timed on its own
-    input) and saved with the engine's `save_deployed`, zipped: (zip path, bytes of the zip, bytes
-    of the UNet weights file, layers per kernel)."""
-    out = _folder()
+def _allocated_fork(entry: ModelEntry, allocation: mixdq.Allocation):
+    """A copy of the entry's calibrated pipeline with `allocation` applied (BOS-aware)."""
     with entry.lock:  # the fork copies the shared, calibrated UNet
         fork = mixdq.fork_pipeline(entry.pipeline())
     mixdq.set_bos_aware(fork, True)
     mixdq.apply_allocation(fork, allocation)
+    return fork
+
+
+def _zipped(folder: Path, name: str) -> Path:
+    """`folder` as `name`.zip beside it; the folder itself is removed (the zip is downloaded)."""
+    archive = Path(shutil.make_archive(str(folder.parent / name), "zip", folder))
+    shutil.rmtree(folder)
+    return archive
+
+
+def deployed_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path, int, int, dict[str, int]]:
+    """The allocation deployed for real (packed weights, each layer's kernel timed on its own
+    input) and saved with the engine's `save_deployed`, zipped: (zip path, bytes of the zip, bytes
+    of the UNet weights file, layers per kernel)."""
+    fork = _allocated_fork(entry, allocation)
     mixdq.deploy.deploy(fork)
     kernels = {k: n for k, n in mixdq.deploy.kernel_counts(mixdq.deploy.deployed_layers(fork)).items() if n}
-    folder = mixdq.deploy.save_deployed(fork, out / "deployed", base_model=entry.spec)
-    archive = Path(shutil.make_archive(str(out / "mixdq-deployed"), "zip", folder))
+    folder = mixdq.deploy.save_deployed(fork, _folder() / "deployed", base_model=entry.spec)
     weights = (folder / "unet.safetensors").stat().st_size
-    shutil.rmtree(folder)  # the zip is what is downloaded
+    archive = _zipped(folder, "mixdq-deployed")
     return archive, archive.stat().st_size, weights, kernels
+
+
+def openvino_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path, int, dict[str, int], dict[str, int]]:
+    """The allocation exported for OpenVINO (`export_openvino`: each layer's weights at its bits,
+    activations on the calibrated grid), zipped: (zip path, bytes of the zip, bytes of each IR
+    file, layers per element type the weights are stored as)."""
+    from mixdq.deploy.openvino import export_openvino, read_openvino_manifest
+
+    folder = export_openvino(_allocated_fork(entry, allocation), _folder() / "openvino", base_model=entry.spec)
+    manifest = read_openvino_manifest(folder)
+    ir_bytes = {name: f["bytes"] for name, f in manifest["files"].items()}
+    stored: dict[str, int] = {}
+    for layer in manifest["layers"].values():
+        stored[layer["stored"]] = stored.get(layer["stored"], 0) + 1
+    archive = _zipped(folder, "mixdq-openvino")
+    return archive, archive.stat().st_size, ir_bytes, dict(sorted(stored.items()))
 
 
 KERNEL_WORDS = {
@@ -66,7 +93,18 @@ def describe_kernels(kernels: dict[str, int]) -> str:
     return "; ".join(f"{n} layers {KERNEL_WORDS[k]}" for k, n in kernels.items())
 
 
+STORAGE_WORDS = {"u2": "2-bit", "u3": "3-bit", "u4": "4-bit", "u6": "6-bit (5- and 6-bit codes)",
+                 "u8": "8-bit", "i8": "8-bit", "f32": "32-bit float (unquantized)"}
+
+
+def describe_storage(stored: dict[str, int]) -> str:
+    """Layers per stored element type, in words."""
+    return "; ".join(f"{n} layers {STORAGE_WORDS[t]} ({t})" for t, n in stored.items())
+
+
 def commands(entry: ModelEntry, avg_bits: float) -> str:
     """For a model whose weights are not here: the command lines that do the same."""
+    name = entry.key.replace("/", "_")
     return (f"```bash\nmixdq allocate --profile {entry.profile_path.name} --avg-bits {avg_bits:.2f} -o alloc.json\n"
-            f"mixdq deploy {entry.spec} --allocation alloc.json -o {entry.key.replace('/', '_')}-deployed\n```")
+            f"mixdq deploy {entry.spec} --allocation alloc.json -o {name}-deployed\n"
+            f"mixdq export-openvino {entry.spec} --allocation alloc.json -o {name}-openvino\n```")

@@ -81,7 +81,8 @@ def api_endpoints(models: dict[str, ModelEntry]) -> None:
         count, files, archive, sizes, measured = gr.Number(value=32, precision=0), gr.File(file_count="multiple"), \
             gr.File(), gr.JSON(), gr.JSON()
         profile_files, profile_key = gr.File(file_count="multiple"), gr.Textbox()
-        go_allocate, go_compare, go_measure, go_export, go_deployed, go_upload = (gr.Button() for _ in range(6))
+        go_allocate, go_compare, go_measure, go_export, go_deployed, go_openvino, go_upload = (
+            gr.Button() for _ in range(7))
     go_allocate.click(friendly(lambda m, b, w: api.allocate(models, m, b, w)), [model, avg_bits, cw], plan,
                       api_name="allocate", concurrency_id="solve", concurrency_limit=8)
     go_compare.click(friendly(lambda p, s, b: api.compare(models, p, s, b)), [prompt, seed, bits2], [fp, q, metrics],
@@ -94,6 +95,8 @@ def api_endpoints(models: dict[str, ModelEntry]) -> None:
                     api_name="upload_profile")
     go_deployed.click(friendly(lambda b: api.export_deployed(models, b)), bits2, [archive, sizes],
                       api_name="export_deployed", concurrency_id="pipeline", concurrency_limit=1)
+    go_openvino.click(friendly(lambda b: api.export_openvino(models, b)), bits2, [archive, sizes],
+                      api_name="export_openvino", concurrency_id="pipeline", concurrency_limit=1)
 
 
 def url_state(models: dict[str, ModelEntry], default: str, request: gr.Request):

@@ -49,16 +49,23 @@ def sd_turbo_mixed(names: list[str]) -> mixdq.Allocation:
     return mixdq.Allocation({n: bits(n) for n in names}, {n: 8 for n in names})
 
 
-def embedded(setting: str, cache_bytes: int | None) -> dict:
+def embedded_mixed(act_bits: int | None = 8) -> mixdq.Allocation:
+    """The planner's weights at 4 average bits on the shipped profile, with `act_bits` activations
+    everywhere (the planner's plan is weight-only unless asked for activations)."""
     from mixdq.models import ASSETS
+
+    weights = mixdq.Planner(mixdq.Profile.load(ASSETS / "profiles" / "embedded.json")).plan(avg_bits=4.0).allocation.weights
+    return mixdq.Allocation(weights, dict.fromkeys(weights, act_bits))
+
+
+def embedded(setting: str, cache_bytes: int | None) -> dict:
     from mixdq.shapes import dataset
 
     pipe = mixdq.load_pipeline()
     pipe.set_progress_bar_config(disable=True)
     defaults = mixdq.generation_defaults()
     inventory = mixdq.build_inventory(pipe.unet)
-    allocation = _allocation(setting, inventory.names, lambda: mixdq.Planner(
-        mixdq.Profile.load(ASSETS / "profiles" / "embedded.json")).plan(avg_bits=4.0).allocation)
+    allocation = _allocation(setting, inventory.names, embedded_mixed)
     if allocation is not None:
         calibration = defaults.calibration(batch_size=32)
         mixdq.quantize_(pipe, allocation, calibration=calibration)

@@ -207,14 +207,9 @@ def cmd_allocate(args) -> int:
 
 def cmd_deploy(args) -> int:
     from .deploy import deploy, deployed_layers, kernel_counts, module_bytes, save_deployed
-    from .models import load_pipeline
-    from .quantize import quantize_
 
-    allocation = Allocation.load(args.allocation)
-    pipe = load_pipeline(args.model)
+    pipe = _quantized_pipeline(args)
     float_bytes = module_bytes(pipe)
-    calibration = _sampling(args).calibration() if allocation.acts else None
-    quantize_(pipe, allocation, QuantConfig(weight=_weight_config(args)), calibration=calibration)
     cache = None if args.cache_mb is None else int(args.cache_mb * 1e6)
     deploy(pipe, kernel=args.kernel, cache_bytes=cache)
     save_deployed(pipe, args.output, base_model=args.model)
@@ -222,6 +217,36 @@ def cmd_deploy(args) -> int:
     print(f"wrote {args.output}: UNet {module_bytes(pipe) / 1e6:,.1f} MB held vs {float_bytes / 1e6:,.1f} MB "
           f"float ({module_bytes(pipe) / float_bytes:.3f}x); layers per kernel: "
           + ", ".join(f"{k} {n}" for k, n in counts.items() if n))
+    return 0
+
+
+def _quantized_pipeline(args):
+    """The pipeline of MODEL with the allocation of --allocation applied (calibrated if needed)."""
+    from .models import load_pipeline
+    from .quantize import quantize_
+
+    allocation = Allocation.load(args.allocation)
+    pipe = load_pipeline(args.model)
+    calibration = _sampling(args).calibration() if allocation.acts else None
+    quantize_(pipe, allocation, QuantConfig(weight=_weight_config(args)), calibration=calibration)
+    return pipe
+
+
+def cmd_export_openvino(args) -> int:
+    from collections import Counter
+
+    from .deploy.measure import module_bytes
+    from .deploy.openvino import export_openvino, read_openvino_manifest
+
+    pipe = _quantized_pipeline(args)
+    float_bytes = module_bytes(pipe)
+    export_openvino(pipe, args.output, base_model=args.model)
+    manifest = read_openvino_manifest(args.output)
+    on_disk = sum(f["bytes"] for f in manifest["files"].values())
+    stored = Counter(entry["stored"] for entry in manifest["layers"].values())
+    print(f"wrote {args.output}: IR {on_disk / 1e6:,.1f} MB vs {float_bytes / 1e6:,.1f} MB float UNet "
+          f"({on_disk / float_bytes:.3f}x); weights stored as: "
+          + ", ".join(f"{t} {n}" for t, n in sorted(stored.items())))
     return 0
 
 
@@ -361,6 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): each layer takes the fastest kernel timed on its own input shape")
     p.add_argument("--cache-mb", type=float, metavar="MB",
                    help="memory beyond the codes that fast kernels may hold (default: 1/8 of the code bytes)")
+
+    p = command("export-openvino", cmd_export_openvino,
+                "write the UNet as an OpenVINO IR with each layer at its allocated bits",
+                ["model", "prompts", "asymmetric"],
+                description="Quantize MODEL with the allocation (calibrating activations on the prompts) "
+                "and export its UNet for OpenVINO: integer weights at their own bits, activations "
+                "quantized with the calibrated ranges. Load it with "
+                "mixdq.deploy.load_openvino_pipeline(FOLDER). Needs pip install 'mixdq-studio[openvino]'.")
+    p.add_argument("--allocation", required=True, metavar="FILE", help="allocation JSON (or MixDQ weight YAML)")
+    p.add_argument("-o", "--output", required=True, metavar="FOLDER", help="folder to write (replaced when complete)")
 
     p = command("report", cmd_report, "show a deployed model's layers: bits, kernel, and the timings behind it")
     p.add_argument("folder", metavar="FOLDER", help="a folder written by `mixdq deploy`")

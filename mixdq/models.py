@@ -211,11 +211,13 @@ def load_inventory(spec: str | None = None, latent_size=None, group_rule: GroupR
     )
 
 
-def load_pipeline(spec: str | None = None, *, dtype: torch.dtype = torch.float32, variant: str | None = None):
+def load_pipeline(spec: str | None = None, *, dtype: torch.dtype = torch.float32, variant: str | None = None,
+                  **components):
     """A `StableDiffusionPipeline` or `StableDiffusionXLPipeline`, on the CPU.
 
     `spec`: None for the embedded model, an architecture name (loads its hub id from the local
-    cache), a hub id, or a local folder. Move it elsewhere with `pipe.to(...)`.
+    cache), a hub id, or a local folder. Move it elsewhere with `pipe.to(...)`. `components`
+    replace the pipeline's own (`unet=None`: not loaded, for a UNet that comes from elsewhere).
     """
     if spec in ARCHITECTURES:
         spec = ARCHITECTURES[spec].hub_id
@@ -230,6 +232,7 @@ def load_pipeline(spec: str | None = None, *, dtype: torch.dtype = torch.float32
                 use_safetensors=True,
                 variant=variant,
                 local_files_only=isinstance(source, str) and _hub_offline(),
+                **components,
             )
     except (OSError, ValueError) as e:
         if not isinstance(source, Path):

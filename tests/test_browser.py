@@ -153,6 +153,10 @@ def test_every_view_renders(page):
     page.locator("#export-deployed").click()
     expect(page.locator("#export-status")).to_contain_text("MB of weights on disk", timeout=60_000)
     page.screenshot(path=SHOTS / "view-export-deployed.png", full_page=True)
+    page.locator("#export-openvino").click()
+    expect(page.locator("#export-status")).to_contain_text("OpenVINO IR of the UNet", timeout=60_000)
+    expect(page.locator("#export-status")).to_contain_text("Weights stored as")
+    page.screenshot(path=SHOTS / "view-export-openvino.png", full_page=True)
 
 
 def test_measuring_the_allocation_plots_it_beside_the_uniform_ones(page):

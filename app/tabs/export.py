@@ -11,9 +11,10 @@ from .common import Shared, friendly
 INTRO = (
     "Take the budget view's allocation home: as JSON (what `mixdq deploy --allocation` and "
     "`mixdq.Allocation.load` read) and as MixDQ's YAML files, with the profile it came from as CSV. "
-    "For the embedded model, the deployed checkpoint: weights really packed to their bits, each layer "
-    "on the fastest of its kernels (int8 or float, measured), saved as safetensors with a manifest; "
-    "its size is measured, not computed."
+    "For the embedded model, two runnable forms, sizes measured, not computed: the deployed PyTorch "
+    "checkpoint (weights really packed to their bits, each layer on the fastest of its kernels, int8 or "
+    "float, measured) and an OpenVINO IR (each layer's weights stored at its bits, activations quantized where "
+    "the allocation says, with the calibrated ranges, on OpenVINO's int8 CPU kernels)."
 )
 
 
@@ -23,6 +24,7 @@ def build(shared: Shared) -> None:
         with gr.Row():
             files_btn = gr.Button("Allocation and profile files", elem_id="export-files")
             deploy_btn = gr.Button("Deployed checkpoint (zip)", elem_id="export-deployed")
+            openvino_btn = gr.Button("OpenVINO IR (zip)", elem_id="export-openvino")
         status = gr.Markdown(elem_id="export-status")
         files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="export-downloads")
 
@@ -36,22 +38,48 @@ def build(shared: Shared) -> None:
         return [str(p) for p in paths], (f"{plan.avg_bits:.2f} bits, {views.megabytes(plan.weight_mb)} MB "
                                          f"predicted for the packed weights; files: {', '.join(p.name for p in paths)}")
 
-    def deployed(model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks, progress=gr.Progress()):
-        entry, plan = plan_of(model, mb, (cw, cbits, qbits, fp16, qacts, abits, mode, k, locks))
+    def runnable(values, make, what: str, progress):
+        """(entry, plan, make's result), or None and the commands when the weights are not here."""
+        entry, plan = plan_of(values[0], values[1], values[2:])
         if entry.weights_available() is not None:
-            return gr.skip(), ("The weights of this model are not here; on a machine that has them:\n\n"
-                               + exports.commands(entry, plan.avg_bits))
-        progress(0.1, desc="packing the weights")
-        archive, zipped, weights, kernels = exports.deployed_zip(entry, plan.allocation)
+            return None, ("The weights of this model are not here; on a machine that has them:\n\n"
+                          + exports.commands(entry, plan.avg_bits))
+        progress(0.1, desc=what)
+        return (plan, make(entry, plan.allocation)), None
+
+    def deployed(model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks, progress=gr.Progress()):
+        done, why = runnable((model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks),
+                             exports.deployed_zip, "packing the weights", progress)
+        if done is None:
+            return gr.skip(), why
+        plan, (archive, zipped, weights, kernels) = done
         return [str(archive)], (f"Deployed UNet: **{weights / 1e6:,.2f} MB** of weights on disk "
                                 f"({zipped / 1e6:,.2f} MB zipped); the planner predicted "
                                 f"{plan.weight_mb:,.2f} MB packed. How its layers compute, whichever was fastest "
                                 f"for each here: {exports.describe_kernels(kernels)} (`mixdq report FOLDER` "
                                 "lists every layer). Load it with `mixdq.deploy.load_deployed_pipeline(folder)`.")
 
+    def openvino(model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks, progress=gr.Progress()):
+        done, why = runnable((model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks),
+                             exports.openvino_zip, "converting for OpenVINO", progress)
+        if done is None:
+            return gr.skip(), why
+        plan, (archive, zipped, ir_bytes, stored) = done
+        acts = ("activations quantized with the calibrated ranges" if plan.allocation.acts
+                else "activations in floating point (weight-only)")
+        return [str(archive)], (f"OpenVINO IR of the UNet: **{sum(ir_bytes.values()) / 1e6:,.2f} MB** on disk "
+                                f"({zipped / 1e6:,.2f} MB zipped): {ir_bytes['unet.bin'] / 1e6:,.2f} MB of constants "
+                                f"(the planner predicted {plan.weight_mb:,.2f} MB for the packed weights; the rest "
+                                f"is scales, biases and norms) and {ir_bytes['unet.xml'] / 1e6:,.2f} MB of graph "
+                                f"description; {acts}. Weights stored as {exports.describe_storage(stored)}. "
+                                "Load it with `mixdq.deploy.load_openvino_pipeline(folder)`; needs "
+                                "`pip install 'mixdq-studio[openvino]'`.")
+
     b = shared.budget
     inputs = [shared.model, b["slider"], *b["controls"]]
     files_btn.click(friendly(allocation_files), inputs, [files, status], api_visibility="private")
     deploy_btn.click(friendly(deployed), inputs, [files, status], concurrency_id="pipeline", concurrency_limit=1,
                      api_visibility="private")
-    shared.export = dict(allocation_files=allocation_files, deployed=deployed)
+    openvino_btn.click(friendly(openvino), inputs, [files, status], concurrency_id="pipeline", concurrency_limit=1,
+                       api_visibility="private")
+    shared.export = dict(allocation_files=allocation_files, deployed=deployed, openvino=openvino)

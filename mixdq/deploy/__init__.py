@@ -5,6 +5,8 @@ saved and loaded without pickle, and measured rather than computed.
     deploy(pipe)                                             # real: packed / int8, in place
     save_deployed(pipe, "out/w8a8", base_model=None)         # safetensors + manifest.json
     pipe = load_deployed_pipeline("out/w8a8")                # offline, no pickle
+    export_openvino(pipe, "out/ov")                          # a quantized pipeline, for OpenVINO
+    pipe = load_openvino_pipeline("out/ov")                  # its UNet compiled by OpenVINO
 """
 
 from .checkpoint import load_deployed, load_deployed_pipeline, read_manifest, save_deployed
@@ -29,11 +31,13 @@ from .modules import (
     int8_kernels_available,
     kernel_counts,
 )
+from .openvino import OpenVINOUNet, export_openvino, load_openvino_pipeline, read_openvino_manifest
 from .packing import pack, packed_nbytes, unpack
 
 __all__ = [
-    "KERNELS", "DeployReport", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "LayerSpec", "bos_embedding",
-    "choose_kernels", "deploy", "deployed_layers", "int8_kernels_available", "kernel_counts", "kernel_table", "latency",
-    "load_deployed", "load_deployed_pipeline", "module_bytes", "pack", "packed_nbytes", "peak_rss_during",
-    "read_manifest", "report", "resident_bytes", "save_deployed", "unpack", "weight_bytes",
+    "KERNELS", "DeployReport", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "LayerSpec", "OpenVINOUNet",
+    "bos_embedding", "choose_kernels", "deploy", "deployed_layers", "export_openvino", "int8_kernels_available",
+    "kernel_counts", "kernel_table", "latency", "load_deployed", "load_deployed_pipeline", "load_openvino_pipeline",
+    "module_bytes", "pack", "packed_nbytes", "peak_rss_during", "read_manifest", "read_openvino_manifest", "report",
+    "resident_bytes", "save_deployed", "unpack", "weight_bytes",
 ]  # fmt: skip

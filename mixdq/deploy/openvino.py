@@ -1,0 +1,374 @@
+"""A MixDQ allocation on OpenVINO: the UNet as an OpenVINO IR that keeps every layer's own bits.
+
+    export_openvino(pipe, "out/ov")                       # a quantized (simulated) pipeline
+    pipe = load_openvino_pipeline("out/ov", precision="f32", threads=2)
+
+How each layer is written (found by compiling single layers on OpenVINO 2026.4's CPU plugin):
+* weights are integer constants of the smallest element type OpenVINO stores that holds the codes:
+  u2, u3, u4 and u6 for 2-6 bits (5 bits go in u6), u8 for 7 bits, i8 for symmetric 8 bits. The
+  graph turns them into `code - zero_point` in int8 (Convert, Subtract), then float (Convert,
+  Multiply by our per-channel scale). The CPU plugin folds the integer part when it compiles, so
+  the weight is held as int8 in memory and, with quantized inputs, runs on its int8 kernels
+  (AMX/VNNI where the CPU has them): the on-disk IR is as small as the bits, the kernel is int8's.
+  Asymmetric 8-bit codes minus their zero-point do not fit int8: they stay u8 with a float
+  zero-point and compute in float (as in the PyTorch deploy path);
+* activations go through a FakeQuantize with our calibrated per-tensor grid (levels 2^bits), which
+  the CPU plugin's low-precision transformations turn into uint8 inputs of the int8 kernels;
+* floating-point layers stay float (fp32 in the IR), like the rest of the UNet;
+* BOS-aware cross-attention `to_k`/`to_v` take the BOS token's projection as a constant
+  (it is the same for every prompt) and quantize only the other tokens.
+The text encoders and the VAE stay in PyTorch.
+
+On disk: `unet.xml` + `unet.bin` and `manifest.json` (format, allocation, each layer's bits as
+stored, input names, versions, SHA-256 of both IR files), written to a temporary folder that
+replaces the target only when complete. Loading refuses a folder whose IR does not match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..allocation import Allocation
+from ..errors import ConfigError, MixDQError
+from ..layers import require_layers, unet_of
+from .checkpoint import _sha256
+from .convert import bos_embedding, layer_spec
+from .modules import DEPLOYED_CLASSES, DeployedLayer
+
+FORMAT = "mixdq-openvino"
+VERSION = 1
+XML, BIN, MANIFEST = "unet.xml", "unet.bin", "manifest.json"
+# Integer element types the CPU plugin stores and folds into its int8 kernels, by bits they hold.
+STORAGE = {2: "u2", 3: "u3", 4: "u4", 5: "u6", 6: "u6"}
+STORED_BITS = {"u2": 2, "u3": 3, "u4": 4, "u6": 6, "u8": 8, "i8": 8, "f32": 32}
+_CODES = "mixdq_centred"  # the buffer name that marks a layer's integer weight in the traced graph
+# Compile options that keep the model what the simulation computes: no dynamic quantization of
+# float inputs of compressed-weight matmuls (weight-only layers), which the plugin does by default.
+EXACT = {"DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}
+
+
+def _require_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise MixDQError("OpenVINO is not installed: pip install 'mixdq-studio[openvino]'") from None
+    return openvino
+
+
+class _TracedLayer(nn.Module):
+    """What one deployed layer computes, written in ops OpenVINO's PyTorch frontend maps 1:1:
+    FakeQuantize on the input, `centred * scale` as the weight, then the float op."""
+
+    def __init__(self, layer: DeployedLayer):
+        super().__init__()
+        self.spec = spec = layer.spec
+        self.op = layer._op
+        self.register_buffer("bos_output", layer.bos_output)
+        if spec.weight_bits is None:
+            self.register_buffer("weight", layer.weight)
+            return
+        centred = layer.centred_weight()  # int8, or int16 for asymmetric 8 bits
+        shape = (-1,) + (1,) * (centred.dim() - 1)
+        self.register_buffer(_CODES, centred)
+        self.register_buffer("scale", layer.weight_scale.reshape(shape).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bos = None
+        if self.bos_output is not None:
+            bos, x = self.bos_output.expand(x.shape[0], 1, -1), x[:, 1:]
+        s = self.spec
+        if s.act_bits is not None:
+            x = torch.fake_quantize_per_tensor_affine(x, s.act_scale, s.act_zero_point, s.act_qmin, s.act_qmax)
+        w = self.weight if s.weight_bits is None else getattr(self, _CODES).float() * self.scale
+        y = self.op(x, w)
+        return y if bos is None else torch.cat([bos, y], dim=1)
+
+
+class _UNetCall(nn.Module):
+    """The UNet with positional tensor inputs (what tracing takes) and a tensor output."""
+
+    def __init__(self, unet: nn.Module, names: tuple[str, ...]):
+        super().__init__()
+        self.unet, self.names = unet, names
+
+    def forward(self, *tensors):
+        kw = dict(zip(self.names, tensors, strict=True))
+        added = {k: kw.pop(k) for k in ("text_embeds", "time_ids") if k in kw}
+        return self.unet(**kw, added_cond_kwargs=added or None, return_dict=False)[0]
+
+
+def record_unet_inputs(pipe, run=None) -> list[dict[str, torch.Tensor]]:
+    """The tensors the pipeline hands its UNet in each call during `run()` (default: one step of an
+    empty prompt), by input name; the timestep as a float32 vector of one."""
+    calls: list[dict[str, torch.Tensor]] = []
+
+    def hook(_module, args, kwargs):
+        named = dict(zip(("sample", "timestep", "encoder_hidden_states"), args, strict=False)) | kwargs
+        seen = {k: named[k] for k in ("sample", "timestep", "encoder_hidden_states", "timestep_cond")
+                if isinstance(named.get(k), torch.Tensor)}
+        seen.update({k: v for k, v in (named.get("added_cond_kwargs") or {}).items() if isinstance(v, torch.Tensor)})
+        seen["timestep"] = torch.as_tensor(named["timestep"], dtype=torch.float32).reshape(-1)[:1]
+        calls.append(seen)
+
+    run = run or (lambda: pipe(prompt="", num_inference_steps=1, guidance_scale=0.0, output_type="latent"))
+    handle = pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        handle.remove()
+    return calls
+
+
+@contextlib.contextmanager
+def _swapped(unet: nn.Module, modules: dict[str, nn.Module]):
+    """`unet` with `modules` in place of its layers of the same names, put back afterwards."""
+    before = {name: unet.get_submodule(name) for name in modules}
+    try:
+        for name, module in modules.items():
+            unet.set_submodule(name, module)
+        yield unet
+    finally:
+        for name, module in before.items():
+            unet.set_submodule(name, module)
+
+
+def _compress_weights(ov_model, layers: dict[str, DeployedLayer]) -> dict[str, str]:
+    """Store each layer's int8 `code - zero_point` constant as its unsigned codes at their own
+    bits: Subtract(Convert(codes, i8), zero_point), the integer part the CPU plugin folds.
+    Returns each quantized layer's element type as stored."""
+    ov = _require_openvino()
+    from openvino import opset13 as ops
+
+    constants = {op.get_friendly_name(): op for op in ov_model.get_ordered_ops()
+                 if op.get_type_name() == "Constant" and op.get_friendly_name().endswith(_CODES)}
+    stored = {}
+    for name, layer in layers.items():
+        spec = layer.spec
+        if spec.weight_bits is None:
+            continue
+        matches = [c for n, c in constants.items() if n.endswith(f"{name}.{_CODES}")]
+        if len(matches) != 1:
+            raise MixDQError(f"{name}: its weight was not found in the converted graph; please report this")
+        constant = matches[0]
+        if layer.weight_zero_point is None:  # symmetric 8 bits: int8 codes as they are
+            stored[name] = "i8"
+            continue
+        if spec.weight_bits == 8:  # asymmetric: code - zero-point needs 9 bits; float zero-point
+            stored[name] = "u8"
+            codes = (layer.centred_weight() + layer._per_channel(layer.weight_zero_point)).to(torch.uint8)
+            zero_point = layer._per_channel(layer.weight_zero_point).float().numpy()
+            integer = ops.subtract(ops.convert(ov.op.Constant(codes.numpy()), ov.Type.f32), zero_point)
+        else:
+            kind = stored[name] = STORAGE[spec.weight_bits]
+            centred = layer.centred_weight()
+            zp = layer._per_channel(layer.weight_zero_point).to(torch.int16)
+            codes = (centred.to(torch.int16) + zp).numpy()
+            zp_values = zp.numpy().astype("int8")
+            if (zp_values == zp_values.flat[0]).all():
+                zp_values = zp_values.reshape(()).copy() if zp_values.size == 1 else zp_values.flat[0].reshape(())
+            c = ov.op.Constant(getattr(ov.Type, kind), ov.Shape(list(codes.shape)), codes.ravel().tolist())
+            c.set_friendly_name(constant.get_friendly_name())
+            integer = ops.subtract(ops.convert(c, ov.Type.i8), ops.constant(zp_values))
+        for target in list(constant.output(0).get_target_inputs()):
+            target.replace_source_output(integer.output(0))
+    ov_model.validate_nodes_and_infer_types()
+    return stored
+
+
+def _deployed_forms(layers, bos: torch.Tensor | None) -> dict[str, DeployedLayer]:
+    """Each prepared layer as the deployed layer it would become (its codes, exactly as `deploy`
+    computes them; kernel `dequant`, which builds nothing)."""
+    forms = {}
+    for name, layer in layers.items():
+        spec, tensors = layer_spec(layer, bos)
+        forms[name] = DEPLOYED_CLASSES[spec.kind](spec, tensors)
+    return forms
+
+
+def export_openvino(model, folder: str | os.PathLike, base_model: str | None = None, *,
+                    inputs: dict[str, torch.Tensor] | None = None, bos: torch.Tensor | None = None) -> Path:
+    """Write the UNet of `model` (a pipeline, or a UNet, prepared with `mixdq.prepare` and
+    quantized with `mixdq.quantize_`: calibrated where activations are quantized) as an OpenVINO
+    IR with each layer at its allocated bits, into `folder` (replaced only once the export is
+    complete). Layers left in floating point stay float: a prepared, unquantized model exports
+    as OpenVINO FP32.
+
+    `inputs`: the UNet's input tensors by name (sample, timestep, encoder_hidden_states, and
+    timestep_cond, text_embeds, time_ids where the model takes them): recorded from one call of a
+    pipeline when not given. Batch and spatial sizes stay free in the IR; latents must be a
+    multiple of the UNet's total down-sampling, as for the pipelines anyway. `bos`: the BOS
+    token's text embedding for BOS-aware layers of a bare UNet (a pipeline computes it).
+    `base_model` (hub id, folder, or None for the embedded model) is where
+    `load_openvino_pipeline` takes the other components from."""
+    ov = _require_openvino()
+    import diffusers
+
+    layers = require_layers(model, "export_openvino")
+    is_pipeline = hasattr(model, "encode_prompt")
+    if inputs is None and not is_pipeline:
+        raise MixDQError("export_openvino of a bare UNet needs inputs={'sample': ..., 'timestep': ..., "
+                         "'encoder_hidden_states': ...} (one call's tensors); a pipeline records them itself")
+    unet = unet_of(model)
+    folder = Path(folder)
+    _check_target(folder)
+    with torch.no_grad():
+        if bos is None and is_pipeline and any(layer.bos_active for layer in layers.values()):
+            bos = bos_embedding(model)
+        forms = _deployed_forms(layers, bos)  # raises NotCalibratedError before anything is written
+        inputs = dict(inputs) if inputs is not None else record_unet_inputs(model)[0]
+        inputs["timestep"] = torch.as_tensor(inputs["timestep"], dtype=torch.float32).reshape(-1)[:1]
+        names = tuple(inputs)
+        with _swapped(unet, {n: _TracedLayer(m) for n, m in forms.items()}), warnings.catch_warnings():
+            # tracing notes each Python-side shape check it freezes (none matters for these inputs),
+            # and torch deprecates the TorchScript tracer that OpenVINO's frontend calls
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", "`torch.jit.trace", DeprecationWarning)
+            ov_model = ov.convert_model(_UNetCall(unet, names), example_input=tuple(inputs.values()))
+    for i, name in enumerate(names):
+        ov_model.inputs[i].get_tensor().set_names({name})
+    stored = _compress_weights(ov_model, forms)
+
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        ov.save_model(ov_model, tmp / XML, compress_to_fp16=False)
+        del ov_model
+        allocation = Allocation({n: m.weight_bits for n, m in forms.items()}, {n: m.act_bits for n, m in forms.items()})
+        add_embedding = getattr(unet, "add_embedding", None)
+        manifest = dict(
+            format=FORMAT, version=VERSION, base_model=base_model,
+            unet_config=json.loads(json.dumps(dict(unet.config), default=list)),
+            add_embedding_in_features=None if add_embedding is None else add_embedding.linear_1.in_features,
+            inputs=list(names), allocation=allocation.to_dict(),
+            layers={n: dict(weight_bits=m.weight_bits, act_bits=m.act_bits, bos=m.spec.bos,
+                            stored=stored.get(n, "f32"), stored_bits=STORED_BITS[stored.get(n, "f32")])
+                    for n, m in forms.items()},
+            files=file_hashes(tmp),
+            versions={"python": platform.python_version(), "torch": torch.__version__,
+                      "diffusers": diffusers.__version__, "openvino": ov.__version__},
+        )
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        for f in (XML, BIN, MANIFEST):
+            os.chmod(tmp / f, 0o644)
+        _replace_folder(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def file_hashes(folder: Path) -> dict[str, dict]:
+    """The manifest's `files`: SHA-256 and size of the IR's two files."""
+    return {f: {"sha256": _sha256(folder / f), "bytes": (folder / f).stat().st_size} for f in (XML, BIN)}
+
+
+def _check_target(folder: Path) -> None:
+    """Refuse to replace anything but an empty folder or an earlier export."""
+    if folder.exists() and not (folder.is_dir() and ((folder / MANIFEST).is_file() or not any(folder.iterdir()))):
+        raise ConfigError(f"{folder} exists and is not an OpenVINO export: choose a new or empty folder")
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Put complete folder `new` at `folder`; an existing one is moved aside first, then removed."""
+    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    _check_target(folder)
+    if folder.exists():
+        folder.replace(old)
+    new.replace(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_openvino_manifest(folder: str | os.PathLike) -> dict:
+    """The manifest of an exported folder, after checking that both IR files match it."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"{folder} has no {MANIFEST}: it is not an OpenVINO export (write one with "
+                          "`mixdq export-openvino`)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is damaged ({e}); export the model again") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise ConfigError(f"{path} is not a {FORMAT} v{VERSION} manifest")
+    for name, entry in manifest["files"].items():
+        f = folder / name
+        if not f.is_file():
+            raise ConfigError(f"{f} is missing; copy the whole folder, or export the model again")
+        if _sha256(f) != entry["sha256"]:
+            raise ConfigError(f"{f} does not match its manifest (SHA-256 differs): the IR was changed or "
+                              "truncated after export; export the model again or restore the original files")
+    return manifest
+
+
+class OpenVINOUNet(nn.Module):
+    """The exported UNet, compiled, behind `UNet2DConditionModel`'s call signature, so a
+    diffusers pipeline runs it unchanged. It holds no torch parameters."""
+
+    def __init__(self, folder: str | os.PathLike, precision: str | None = "f32", threads: int | None = None,
+                 exact: bool = True, config: dict[str, Any] | None = None):
+        super().__init__()
+        ov = _require_openvino()
+        from diffusers.configuration_utils import FrozenDict
+
+        folder = Path(folder)
+        manifest = read_openvino_manifest(folder)
+        options = dict(EXACT) if exact else {}
+        if precision is not None:
+            options["INFERENCE_PRECISION_HINT"] = precision
+        if threads is not None:
+            options["INFERENCE_NUM_THREADS"] = int(threads)
+        options.update(config or {})
+        self.manifest, self.options = manifest, options
+        self.config = FrozenDict(manifest["unet_config"])
+        in_features = manifest["add_embedding_in_features"]
+        if in_features is not None:  # SDXL pipelines read it off the UNet
+            self.add_embedding = SimpleNamespace(linear_1=SimpleNamespace(in_features=in_features))
+        self.compiled = ov.Core().compile_model(str(folder / XML), "CPU", options)
+        self._request = self.compiled.create_infer_request()
+
+    dtype = property(lambda self: torch.float32)
+    device = property(lambda self: torch.device("cpu"))
+
+    def forward(self, sample, timestep, encoder_hidden_states, timestep_cond=None, added_cond_kwargs=None,
+                return_dict: bool = True, **_ignored):
+        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+        given = dict(sample=sample, timestep=torch.as_tensor(timestep, dtype=torch.float32).reshape(-1)[:1],
+                     encoder_hidden_states=encoder_hidden_states, timestep_cond=timestep_cond,
+                     **(added_cond_kwargs or {}))
+        feed = {}
+        for name in self.manifest["inputs"]:
+            if given.get(name) is None:
+                raise MixDQError(f"the exported UNet needs input '{name}', which this call did not pass")
+            feed[name] = given[name].detach().float().cpu().contiguous().numpy()
+        out = torch.from_numpy(self._request.infer(feed)[0].copy())
+        return UNet2DConditionOutput(sample=out) if return_dict else (out,)
+
+
+def load_openvino_pipeline(folder: str | os.PathLike, base_model: str | None = ..., precision: str | None = "f32",
+                           threads: int | None = None, exact: bool = True, config: dict[str, Any] | None = None):
+    """The base pipeline (from the manifest, or `base_model`) with the exported UNet compiled in.
+    `precision`: OpenVINO's inference precision hint for the float parts ("f32": as simulated;
+    None: the plugin's default, bf16 on CPUs that have it). `threads`: CPU threads. `exact`: turn
+    off the plugin's dynamic quantization of float inputs to compressed-weight matmuls (only
+    weight-only layers have those), which the simulation does not do. `config`: more compile
+    properties for OpenVINO's CPU plugin."""
+    from ..models import load_pipeline
+
+    unet = OpenVINOUNet(folder, precision=precision, threads=threads, exact=exact, config=config)
+    pipe = load_pipeline(unet.manifest["base_model"] if base_model is ... else base_model, unet=None)
+    pipe.unet = unet
+    return pipe
