@@ -22,6 +22,7 @@ Mixed ~4-bit: embedded, the planner on the shipped profile at 4 average bits, A8
 profile here, random weights) as in bench/deploy.py: 3-bit ff.net.2, 8-bit conv_in/conv_out/time
 embedding, 4-bit the rest, A8. NNCF PTQ and our activation ranges calibrate on the same inputs:
 embedded, the UNet inputs of the 32 calibration captions over 4 steps; SD-Turbo, 8 random inputs.
+Also the VAE decoder (float; the export writes it beside the UNet) against PyTorch's.
 Measured: one UNet call (embedded: batch 1 at 64x64 pixels; SD-Turbo: batch 1 at 512x512, the
 full-size 865 M-parameter UNet with random weights) with OpenVINO's f32 precision hint and with
 its default one (bf16 on CPUs that have it); bytes on disk (IR .xml + .bin; PyTorch: the
@@ -163,7 +164,7 @@ def prepare(model_name: str, setting: str) -> None:
         else:
             asymmetric = mixdq.QuantConfig(weight=mixdq.WeightQuantConfig(symmetric=False))
             model.quantize(_allocation(model, setting), asymmetric if setting.endswith("-asym") else None)
-        export_openvino(model.target, out, inputs=model.call_inputs(), bos=bos)
+        export_openvino(model.target, out, inputs=model.call_inputs(), bos=bos, vae_decoder=False)  # UNets only
     else:
         nncf_compress(model, setting, out)
 
@@ -192,7 +193,7 @@ def nncf_compress(model, setting: str, out: Path) -> None:
     out.mkdir(parents=True)
     ov.save_model(compressed, str(out / XML), compress_to_fp16=False)
     manifest = json.loads((fp / MANIFEST).read_text())
-    manifest.update(files=file_hashes(out), source=f"{setting} of ov-fp32 (nncf {nncf.__version__})")
+    manifest.update(files=file_hashes(out), vae_decoder=False, source=f"{setting} of ov-fp32 (nncf {nncf.__version__})")
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
 
@@ -245,6 +246,34 @@ def fidelity(captions: int, settings: list[str]) -> dict[str, dict]:
     return {s: scores_against(clf, ref, load(s), names) for s in settings}
 
 
+def vae_decode(model_name: str) -> dict:
+    """Seconds per VAE decode of one image (the float decoder): PyTorch, and OpenVINO with each
+    hint. SD-Turbo's VAE is SD's (the config below, random weights), at 512x512."""
+    from diffusers import AutoencoderKL
+
+    from mixdq.deploy.openvino import VAE_XML, OpenVINOVAE, _convert, _VAEDecode, compile_options
+
+    if model_name == "embedded":
+        vae, latents = Embedded().pipe.vae, torch.randn(1, 8, 16, 16)
+    else:
+        torch.manual_seed(0)
+        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                            up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
+                            sample_size=512).eval()
+        latents = torch.randn(1, 4, 64, 64)
+    repeats = 10 if model_name == "embedded" else 2
+    out = dict(pytorch=latency(lambda: vae.decode(latents), repeats=repeats, warmup=1))
+    folder = WORK / model_name / "vae"
+    folder.mkdir(parents=True, exist_ok=True)
+    import openvino as ov
+
+    ov.save_model(_convert(_VAEDecode(vae), (latents,)), str(folder / VAE_XML), compress_to_fp16=False)
+    for hint, precision in HINTS.items():
+        decoder = OpenVINOVAE(vae, folder, compile_options(precision, torch.get_num_threads()))
+        out[f"openvino {hint}"] = latency(lambda: decoder.decode(latents), repeats=repeats, warmup=1)  # noqa: B023
+    return out
+
+
 # --- the parent: runs the children, prints the table ---
 
 def _child(*args: str, threads: int) -> str:
@@ -264,7 +293,7 @@ def run_model(name: str, threads: int, captions: int) -> dict:
         rows[setting] = {}
         for hint in (HINTS if setting.startswith(("ov", "nncf", "mixdq")) else {"-": None}):
             rows[setting][hint] = json.loads(_child("--measure", name, setting, hint, threads=threads))
-    result = dict(settings=rows)
+    result = dict(settings=rows, vae_decode_s=json.loads(_child("--vae", name, threads=threads)))
     if name == "embedded" and captions:
         scored = [s for s in settings if not s.startswith("pt-")]
         for setting in ["pt-fp32", *scored]:
@@ -288,6 +317,9 @@ def print_model(name: str, r: dict, threads: int) -> None:
         rss = " | ".join(f"{v['peak_rss_bytes'] / 1e6:6.0f}" for v in m)
         print(f"{setting:<13} {m[0]['bytes'] / 1e6:10.1f} {m[0]['bytes'] / fp['bytes']:7.3f} {lat:>17} {xfp:>13} "
               f"{xnn:>13} {rss:>15}")
+    v = r["vae_decode_s"]
+    print("VAE decode of one image (float, not quantized): " + ", ".join(
+        f"{k} {t * 1e3:,.1f} ms ({v['pytorch'] / t:.2f}x faster)" for k, t in v.items()))
     if "fidelity" in r:
         print(f"\nfidelity on held-out captions against PyTorch FP32's images (f32 hint)\n{'setting':<13} "
               f"{'alignment':>9} {'Frechet':>8} {'PSNR dB':>8}")
@@ -304,6 +336,7 @@ def main() -> None:
     parser.add_argument("--prepare", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--images", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--vae", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with torch.no_grad():
@@ -312,6 +345,8 @@ def main() -> None:
         if args.measure:
             name, setting, hint = args.measure
             return print(json.dumps(measure(name, setting, HINTS.get(hint))))
+        if args.vae:
+            return print(json.dumps(vae_decode(args.vae)))
         if args.images:
             return images(args.images[0], int(args.images[1]))
     start(args.threads)

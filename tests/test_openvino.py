@@ -11,6 +11,7 @@ import torch
 import mixdq
 from mixdq.deploy.openvino import (
     OpenVINOUNet,
+    OpenVINOVAE,
     export_openvino,
     load_openvino_pipeline,
     read_openvino_manifest,
@@ -75,6 +76,7 @@ def test_every_bit_width_is_stored_at_its_own_bits(embedded_every_bits):
         assert entry["stored"] == STORED[allocation.weight_bits(name)], name
         assert entry["stored_bits"] == {"i8": 8, "u6": 6, "u4": 4, "u3": 3, "u2": 2, "f32": 32}[entry["stored"]]
     assert {"openvino", "torch", "diffusers"} <= set(manifest["versions"])
+    assert set(manifest["files"]) == {"unet.xml", "unet.bin", "vae_decoder.xml", "vae_decoder.bin"}
     # the IR really holds those element types: one integer constant per quantized layer
     model = ov.Core().read_model(str(folder / "unet.xml"))
     codes = [op for op in model.get_ordered_ops()
@@ -92,10 +94,16 @@ def test_exported_images_match_the_simulated_model(embedded_every_bits):
     _, _, simulated, folder = embedded_every_bits
     pipe = load_openvino_pipeline(folder)
     pipe.set_progress_bar_config(disable=True)
+    assert isinstance(pipe.vae, OpenVINOVAE) and isinstance(pipe.unet, OpenVINOUNet)
     assert int8_layers(pipe.unet) >= 60  # the A8 layers with integer weights run on int8 kernels
     images = mixdq.generate_images(pipe, CAPTIONS, **mixdq.generation_defaults().as_kwargs())
     # the PyTorch deploy path's bound (tests/test_deploy.py): float rounding only
     assert mixdq.metrics.psnr_db((simulated + 1) / 2, (images + 1) / 2) > 40
+    # the exported decoder is the float VAE's
+    latents = torch.randn(2, pipe.vae.config.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, theirs = pipe.vae.decode(latents).sample, pipe.vae.torch_vae.decode(latents).sample
+    assert mixdq.metrics.sqnr_db(theirs, ours) > 60
 
 
 @pytest.mark.parametrize("setting", ["w8a8", "planner-4bit-a8"])
