@@ -97,8 +97,8 @@ def export_openvino(models: dict[str, ModelEntry], avg_bits: float) -> tuple[str
     """`/compare`'s allocation as an OpenVINO IR, zipped, with its sizes and storage types."""
     entry, plan = _compare_plan(models, avg_bits)
     archive, zipped, ir_bytes, stored = exports.openvino_zip(entry, plan.allocation)
-    return str(archive), {"zip_bytes": zipped, "ir_bytes": sum(ir_bytes.values()), "bin_bytes": ir_bytes["unet.bin"],
-                          "predicted_mb": plan.weight_mb, "stored": stored}
+    return str(archive), {"zip_bytes": zipped, "unet_bytes": ir_bytes["unet.xml"] + ir_bytes["unet.bin"],
+                          "files": ir_bytes, "predicted_mb": plan.weight_mb, "stored": stored}
 
 
 def upload_profile(models: dict[str, ModelEntry], model: str, paths: list[str]) -> str:

@@ -38,42 +38,41 @@ def build(shared: Shared) -> None:
         return [str(p) for p in paths], (f"{plan.avg_bits:.2f} bits, {views.megabytes(plan.weight_mb)} MB "
                                          f"predicted for the packed weights; files: {', '.join(p.name for p in paths)}")
 
-    def runnable(values, make, what: str, progress):
-        """(entry, plan, make's result), or None and the commands when the weights are not here."""
-        entry, plan = plan_of(values[0], values[1], values[2:])
-        if entry.weights_available() is not None:
-            return None, ("The weights of this model are not here; on a machine that has them:\n\n"
-                          + exports.commands(entry, plan.avg_bits))
-        progress(0.1, desc=what)
-        return (plan, make(entry, plan.allocation)), None
+    def exporter(make, what: str, describe):
+        """A click handler: the budget view's plan, made runnable by `make` (when the weights are
+        here; else the commands that do it elsewhere), and `describe`d."""
 
-    def deployed(model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks, progress=gr.Progress()):
-        done, why = runnable((model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks),
-                             exports.deployed_zip, "packing the weights", progress)
-        if done is None:
-            return gr.skip(), why
-        plan, (archive, zipped, weights, kernels) = done
-        return [str(archive)], (f"Deployed UNet: **{weights / 1e6:,.2f} MB** of weights on disk "
-                                f"({zipped / 1e6:,.2f} MB zipped); the planner predicted "
-                                f"{plan.weight_mb:,.2f} MB packed. How its layers compute, whichever was fastest "
-                                f"for each here: {exports.describe_kernels(kernels)} (`mixdq report FOLDER` "
-                                "lists every layer). Load it with `mixdq.deploy.load_deployed_pipeline(folder)`.")
+        def run(model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks, progress=gr.Progress()):
+            entry, plan = plan_of(model, mb, (cw, cbits, qbits, fp16, qacts, abits, mode, k, locks))
+            if entry.weights_available() is not None:
+                return gr.skip(), ("The weights of this model are not here; on a machine that has them:\n\n"
+                                   + exports.commands(entry, plan.avg_bits))
+            progress(0.1, desc=what)
+            archive, zipped, *sizes = make(entry, plan.allocation)
+            return [str(archive)], describe(plan, zipped, *sizes)
 
-    def openvino(model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks, progress=gr.Progress()):
-        done, why = runnable((model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks),
-                             exports.openvino_zip, "converting for OpenVINO", progress)
-        if done is None:
-            return gr.skip(), why
-        plan, (archive, zipped, ir_bytes, stored) = done
+        return run
+
+    def deployed_text(plan, zipped, weights, kernels):
+        return (f"Deployed UNet: **{weights / 1e6:,.2f} MB** of weights on disk ({zipped / 1e6:,.2f} MB zipped); "
+                f"the planner predicted {plan.weight_mb:,.2f} MB packed. How its layers compute, whichever was "
+                f"fastest for each here: {exports.describe_kernels(kernels)} (`mixdq report FOLDER` lists every "
+                "layer). Load it with `mixdq.deploy.load_deployed_pipeline(folder)`.")
+
+    def openvino_text(plan, zipped, ir_bytes, stored):
         acts = ("activations quantized with the calibrated ranges" if plan.allocation.acts
                 else "activations in floating point (weight-only)")
-        return [str(archive)], (f"OpenVINO IR of the UNet: **{sum(ir_bytes.values()) / 1e6:,.2f} MB** on disk "
-                                f"({zipped / 1e6:,.2f} MB zipped): {ir_bytes['unet.bin'] / 1e6:,.2f} MB of constants "
-                                f"(the planner predicted {plan.weight_mb:,.2f} MB for the packed weights; the rest "
-                                f"is scales, biases and norms) and {ir_bytes['unet.xml'] / 1e6:,.2f} MB of graph "
-                                f"description; {acts}. Weights stored as {exports.describe_storage(stored)}. "
-                                "Load it with `mixdq.deploy.load_openvino_pipeline(folder)`; needs "
-                                "`pip install 'mixdq-studio[openvino]'`.")
+        unet = ir_bytes["unet.bin"] + ir_bytes["unet.xml"]
+        vae = sum(ir_bytes.values()) - unet
+        return (f"OpenVINO IR of the UNet: **{unet / 1e6:,.2f} MB** on disk: {ir_bytes['unet.bin'] / 1e6:,.2f} MB "
+                f"of constants (the planner predicted {plan.weight_mb:,.2f} MB for the packed weights; the rest is "
+                f"scales, biases and norms) and {ir_bytes['unet.xml'] / 1e6:,.2f} MB of graph description; {acts}. "
+                f"Weights stored as {exports.describe_storage(stored)}. The folder also holds the VAE decoder "
+                f"(float, {vae / 1e6:,.2f} MB); zipped, {zipped / 1e6:,.2f} MB. Load it with "
+                "`mixdq.deploy.load_openvino_pipeline(folder)`; needs `pip install 'mixdq-studio[openvino]'`.")
+
+    deployed = exporter(exports.deployed_zip, "packing the weights", deployed_text)
+    openvino = exporter(exports.openvino_zip, "converting for OpenVINO", openvino_text)
 
     b = shared.budget
     inputs = [shared.model, b["slider"], *b["controls"]]

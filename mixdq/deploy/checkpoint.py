@@ -74,18 +74,24 @@ def save_deployed(model, folder: str | Path, base_model: str | None = None) -> P
     return folder
 
 
-def read_manifest(folder: str | Path) -> dict:
+def read_json_manifest(folder: str | Path, fmt: str, version: int, what: str, redo: str) -> dict:
+    """`folder`'s manifest.json, if it is a `fmt` v`version` one; `what` the folder should be, and
+    `redo` how to make it again, for the errors."""
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
-        raise ConfigError(f"{folder} has no {MANIFEST}: it is not a deployed MixDQ model (save one with save_deployed)")
+        raise ConfigError(f"{folder} has no {MANIFEST}: it is not {what} ({redo})")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is damaged ({e}); save the model again") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise ConfigError(f"{path} is not a {FORMAT} v{VERSION} manifest")
+        raise ConfigError(f"{path} is damaged ({e}); {redo}") from None
+    if manifest.get("format") != fmt or manifest.get("version") != version:
+        raise ConfigError(f"{path} is not a {fmt} v{version} manifest")
     return manifest
+
+
+def read_manifest(folder: str | Path) -> dict:
+    return read_json_manifest(folder, FORMAT, VERSION, "a deployed MixDQ model", "save it again with save_deployed")
 
 
 def load_deployed(folder: str | Path):

@@ -45,7 +45,7 @@ from torch import nn
 from ..allocation import Allocation
 from ..errors import ConfigError, MixDQError
 from ..layers import require_layers, unet_of
-from .checkpoint import _sha256
+from .checkpoint import _sha256, read_json_manifest
 from .convert import bos_embedding, layer_spec
 from .modules import DEPLOYED_CLASSES, DeployedLayer
 
@@ -321,16 +321,8 @@ def _replace_folder(new: Path, folder: Path) -> None:
 def read_openvino_manifest(folder: str | os.PathLike) -> dict:
     """The manifest of an exported folder, after checking that every IR file matches it."""
     folder = Path(folder)
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise ConfigError(f"{folder} has no {MANIFEST}: it is not an OpenVINO export (write one with "
-                          "`mixdq export-openvino`)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is damaged ({e}); export the model again") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise ConfigError(f"{path} is not a {FORMAT} v{VERSION} manifest")
+    manifest = read_json_manifest(folder, FORMAT, VERSION, "an OpenVINO export",
+                                  "export it again with `mixdq export-openvino`")
     for name, entry in manifest["files"].items():
         f = folder / name
         if not f.is_file():
