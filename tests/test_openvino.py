@@ -161,6 +161,22 @@ def test_tiny_pipelines_export_and_run_through_diffusers(make, tmp_path):
     assert np.array_equal(first, image(tmp_path / "ov"))
 
 
+def test_asymmetric_weights_keep_their_zero_points(tmp_path):
+    pipe = tiny_sd()
+    names = mixdq.build_inventory(pipe.unet).names
+    config = mixdq.QuantConfig(weight=mixdq.WeightQuantConfig(symmetric=False))
+    mixdq.quantize_(pipe, every_bits(names), config, calibration=TINY_CALIBRATION)
+    mixdq.apply_allocation(pipe, mixdq.Allocation(every_bits(names).weights, {}))  # weights only: exact
+    inputs = record_unet_inputs(pipe)[0]
+    simulated = unet_call(pipe.unet, inputs)
+    export_openvino(pipe, tmp_path / "ov", vae_decoder=False)
+    assert mixdq.metrics.sqnr_db(simulated, unet_call(OpenVINOUNet(tmp_path / "ov"), inputs)) > 80
+    manifest = read_openvino_manifest(tmp_path / "ov")
+    # code - zero-point of asymmetric 8-bit codes needs 9 bits: u8 codes with a float zero-point
+    assert {e["stored"] for e in manifest["layers"].values()} == (set(STORED.values()) - {"i8"}) | {"u8"}
+    assert set(manifest["files"]) == {"unet.xml", "unet.bin"} and not manifest["vae_decoder"]
+
+
 def test_a_changed_or_missing_ir_is_refused(embedded_every_bits, tmp_path):
     import shutil
 
