@@ -39,6 +39,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -164,14 +165,15 @@ def _compress_weights(ov_model, layers: dict[str, DeployedLayer]) -> dict[str, s
     ov = _require_openvino()
     from openvino import opset13 as ops
 
-    constants = {op.get_friendly_name(): op for op in ov_model.get_ordered_ops()
-                 if op.get_type_name() == "Constant" and op.get_friendly_name().endswith(_CODES)}
+    constants = [op for op in ov_model.get_ordered_ops()
+                 if op.get_type_name() == "Constant" and op.get_friendly_name().endswith(_CODES)]
     stored = {}
     for name, layer in layers.items():
         spec = layer.spec
         if spec.weight_bits is None:
             continue
-        matches = [c for n, c in constants.items() if n.endswith(f"{name}.{_CODES}")]
+        key = f"{name}.{_CODES}"  # the frontend names a buffer by its module path, with a prefix
+        matches = [c for c in constants if c.get_friendly_name() == key or c.get_friendly_name().endswith("." + key)]
         if len(matches) != 1:
             raise MixDQError(f"{name}: its weight was not found in the converted graph; please report this")
         constant = matches[0]
@@ -188,12 +190,12 @@ def _compress_weights(ov_model, layers: dict[str, DeployedLayer]) -> dict[str, s
             centred = layer.centred_weight()
             zp = layer._per_channel(layer.weight_zero_point).to(torch.int16)
             codes = (centred.to(torch.int16) + zp).numpy()
-            zp_values = zp.numpy().astype("int8")
-            if (zp_values == zp_values.flat[0]).all():
-                zp_values = zp_values.reshape(()).copy() if zp_values.size == 1 else zp_values.flat[0].reshape(())
+            zp = zp.numpy().astype(np.int8)
+            if (zp == zp.flat[0]).all():  # symmetric grids: one zero-point for all channels
+                zp = np.int8(zp.flat[0])
             c = ov.op.Constant(getattr(ov.Type, kind), ov.Shape(list(codes.shape)), codes.ravel().tolist())
             c.set_friendly_name(constant.get_friendly_name())
-            integer = ops.subtract(ops.convert(c, ov.Type.i8), ops.constant(zp_values))
+            integer = ops.subtract(ops.convert(c, ov.Type.i8), ops.constant(zp))
         for target in list(constant.output(0).get_target_inputs()):
             target.replace_source_output(integer.output(0))
     ov_model.validate_nodes_and_infer_types()
