@@ -5,7 +5,7 @@
 
 How each layer is written (found by compiling single layers on OpenVINO 2026.4's CPU plugin):
 * weights are integer constants of the smallest element type OpenVINO stores that holds the codes:
-  u2, u3, u4 and u6 for 2-6 bits (5 bits go in u6), u8 for 7 bits, i8 for symmetric 8 bits. The
+  u2, u3, u4 and u6 for 2-6 bits (5 bits go in u6: there is no u5), i8 for symmetric 8 bits. The
   graph turns them into `code - zero_point` in int8 (Convert, Subtract), then float (Convert,
   Multiply by our per-channel scale). The CPU plugin folds the integer part when it compiles, so
   the weight is held as int8 in memory and, with quantized inputs, runs on its int8 kernels
