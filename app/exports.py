@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import mixdq
@@ -72,9 +73,7 @@ def openvino_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path,
     folder = export_openvino(_allocated_fork(entry, allocation), _folder() / "openvino", base_model=entry.spec)
     manifest = read_openvino_manifest(folder)
     ir_bytes = {name: f["bytes"] for name, f in manifest["files"].items()}
-    stored: dict[str, int] = {}
-    for layer in manifest["layers"].values():
-        stored[layer["stored"]] = stored.get(layer["stored"], 0) + 1
+    stored = Counter(layer["stored"] for layer in manifest["layers"].values())
     archive = _zipped(folder, "mixdq-openvino")
     return archive, archive.stat().st_size, ir_bytes, dict(sorted(stored.items()))
 

@@ -71,11 +71,17 @@ def _require_openvino():
     return openvino
 
 
+def _timestep(t) -> torch.Tensor:
+    """The UNet's timestep input as the IR takes it: a float32 vector of one (pipelines pass one
+    timestep for the whole batch)."""
+    return torch.as_tensor(t, dtype=torch.float32).reshape(-1)[:1]
+
+
 class _TracedLayer(nn.Module):
     """What one deployed layer computes, written in ops OpenVINO's PyTorch frontend maps 1:1:
     FakeQuantize on the input, `centred * scale` as the weight, then the float op."""
 
-    def __init__(self, layer: DeployedLayer):
+    def __init__(self, layer: DeployedLayer, centred: torch.Tensor | None):
         super().__init__()
         self.spec = spec = layer.spec
         self.op = layer._op
@@ -83,7 +89,6 @@ class _TracedLayer(nn.Module):
         if spec.weight_bits is None:
             self.register_buffer("weight", layer.weight)
             return
-        centred = layer.centred_weight()  # int8, or int16 for asymmetric 8 bits
         shape = (-1,) + (1,) * (centred.dim() - 1)
         self.register_buffer(_CODES, centred)
         self.register_buffer("scale", layer.weight_scale.reshape(shape).float())
@@ -132,7 +137,7 @@ def record_unet_inputs(pipe, run=None) -> list[dict[str, torch.Tensor]]:
         seen = {k: named[k] for k in ("sample", "timestep", "encoder_hidden_states", "timestep_cond")
                 if isinstance(named.get(k), torch.Tensor)}
         seen.update({k: v for k, v in (named.get("added_cond_kwargs") or {}).items() if isinstance(v, torch.Tensor)})
-        seen["timestep"] = torch.as_tensor(named["timestep"], dtype=torch.float32).reshape(-1)[:1]
+        seen["timestep"] = _timestep(named["timestep"])
         calls.append(seen)
 
     run = run or (lambda: pipe(prompt="", num_inference_steps=1, guidance_scale=0.0, output_type="latent"))
@@ -158,10 +163,10 @@ def _swapped(unet: nn.Module, modules: dict[str, nn.Module]):
             unet.set_submodule(name, module)
 
 
-def _compress_weights(ov_model, layers: dict[str, DeployedLayer]) -> dict[str, str]:
-    """Store each layer's int8 `code - zero_point` constant as its unsigned codes at their own
-    bits: Subtract(Convert(codes, i8), zero_point), the integer part the CPU plugin folds.
-    Returns each quantized layer's element type as stored."""
+def _compress_weights(ov_model, layers: dict[str, DeployedLayer], centred: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Store each layer's int8 `code - zero_point` constant (`centred`) as its unsigned codes at
+    their own bits: Subtract(Convert(codes, i8), zero_point), the integer part the CPU plugin
+    folds. Returns each quantized layer's element type as stored."""
     ov = _require_openvino()
     from openvino import opset13 as ops
 
@@ -180,16 +185,14 @@ def _compress_weights(ov_model, layers: dict[str, DeployedLayer]) -> dict[str, s
         if layer.weight_zero_point is None:  # symmetric 8 bits: int8 codes as they are
             stored[name] = "i8"
             continue
+        zp = layer._per_channel(layer.weight_zero_point).to(torch.int16)
+        codes = (centred[name].to(torch.int16) + zp).numpy()
         if spec.weight_bits == 8:  # asymmetric: code - zero-point needs 9 bits; float zero-point
             stored[name] = "u8"
-            codes = (layer.centred_weight() + layer._per_channel(layer.weight_zero_point)).to(torch.uint8)
-            zero_point = layer._per_channel(layer.weight_zero_point).float().numpy()
-            integer = ops.subtract(ops.convert(ov.op.Constant(codes.numpy()), ov.Type.f32), zero_point)
+            integer = ops.subtract(ops.convert(ov.op.Constant(codes.astype(np.uint8)), ov.Type.f32),
+                                   zp.float().numpy())
         else:
             kind = stored[name] = STORAGE[spec.weight_bits]
-            centred = layer.centred_weight()
-            zp = layer._per_channel(layer.weight_zero_point).to(torch.int16)
-            codes = (centred.to(torch.int16) + zp).numpy()
             zp = zp.numpy().astype(np.int8)
             if (zp == zp.flat[0]).all():  # symmetric grids: one zero-point for all channels
                 zp = np.int8(zp.flat[0])
@@ -244,10 +247,12 @@ def export_openvino(model, folder: str | os.PathLike, base_model: str | None = N
         if bos is None and is_pipeline and any(layer.bos_active for layer in layers.values()):
             bos = bos_embedding(model)
         forms = _deployed_forms(layers, bos)  # raises NotCalibratedError before anything is written
+        # int8 (int16 for asymmetric 8 bits), unpacked once for tracing and for repacking
+        centred = {n: m.centred_weight() for n, m in forms.items() if m.weight_bits is not None}
         inputs = dict(inputs) if inputs is not None else record_unet_inputs(model)[0]
-        inputs["timestep"] = torch.as_tensor(inputs["timestep"], dtype=torch.float32).reshape(-1)[:1]
+        inputs["timestep"] = _timestep(inputs["timestep"])
         names = tuple(inputs)
-        with _swapped(unet, {n: _TracedLayer(m) for n, m in forms.items()}):
+        with _swapped(unet, {n: _TracedLayer(m, centred.get(n)) for n, m in forms.items()}):
             ov_model = _convert(_UNetCall(unet, names), tuple(inputs.values()))
         decoder = None
         if vae_decoder and is_pipeline:
@@ -255,7 +260,7 @@ def export_openvino(model, folder: str | os.PathLike, base_model: str | None = N
             decoder = _convert(_VAEDecode(model.vae), (latents,))
     for i, name in enumerate(names):
         ov_model.inputs[i].get_tensor().set_names({name})
-    stored = _compress_weights(ov_model, forms)
+    stored = _compress_weights(ov_model, forms, centred)
 
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -377,7 +382,7 @@ class OpenVINOUNet(nn.Module):
                 return_dict: bool = True, **_ignored):
         from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
-        given = dict(sample=sample, timestep=torch.as_tensor(timestep, dtype=torch.float32).reshape(-1)[:1],
+        given = dict(sample=sample, timestep=_timestep(timestep),
                      encoder_hidden_states=encoder_hidden_states, timestep_cond=timestep_cond,
                      **(added_cond_kwargs or {}))
         feed = {}
