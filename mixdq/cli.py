@@ -207,11 +207,14 @@ def cmd_allocate(args) -> int:
 
 def cmd_deploy(args) -> int:
     from .deploy import deploy, deployed_layers, kernel_counts, module_bytes, save_deployed
+    from .deploy.compiling import require_compiler
 
+    if args.compile:
+        require_compiler()  # before calibrating, not after
     pipe = _quantized_pipeline(args)
     float_bytes = module_bytes(pipe)
     cache = None if args.cache_mb is None else int(args.cache_mb * 1e6)
-    deploy(pipe, kernel=args.kernel, cache_bytes=cache)
+    deploy(pipe, kernel=args.kernel, cache_bytes=cache, compile=args.compile)
     save_deployed(pipe, args.output, base_model=args.model)
     counts = kernel_counts(deployed_layers(pipe))
     print(f"wrote {args.output}: UNet {module_bytes(pipe) / 1e6:,.1f} MB held vs {float_bytes / 1e6:,.1f} MB "
@@ -251,7 +254,7 @@ def cmd_export_openvino(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .deploy import kernel_table
+    from .deploy import kernel_table, read_manifest
 
     table = kernel_table(args.folder)
     if args.json:
@@ -260,6 +263,8 @@ def cmd_report(args) -> int:
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 70):
             print(table.to_string(index=False))
         print("\nlayers per kernel: " + ", ".join(f"{k} {n}" for k, n in table["kernel"].value_counts().items()))
+        if read_manifest(args.folder).get("compile"):
+            print("kernels chosen for torch.compile: loading the folder compiles the UNet")
     return 0
 
 
@@ -386,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): each layer takes the fastest kernel timed on its own input shape")
     p.add_argument("--cache-mb", type=float, metavar="MB",
                    help="memory beyond the codes that fast kernels may hold (default: 1/8 of the code bytes)")
+    p.add_argument("--compile", action="store_true",
+                   help="choose kernels for torch.compile and compile the UNet (needs a C++ compiler; about a "
+                   "minute for the embedded model); loading the folder compiles it again")
 
     p = command("export-openvino", cmd_export_openvino,
                 "write the UNet as an OpenVINO IR with each layer at its allocated bits",

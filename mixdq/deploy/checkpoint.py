@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..layers import unet_of
 from ..serialization import atomic_write_text
 from .blocked import POSITIONS
+from .compiling import compile_unet, is_compiled
 from .convert import deployed_layers
 from .modules import DEPLOYED_CLASSES, LayerSpec
 
@@ -66,7 +67,7 @@ def save_deployed(model, folder: str | Path, base_model: str | None = None) -> P
         format=FORMAT, version=VERSION, base_model=base_model,
         unet_config=json.loads(json.dumps(dict(unet.config), default=list)),
         allocation=allocation.to_dict(), layers={n: m.spec.to_dict() for n, m in layers.items()},
-        weights={"file": WEIGHTS, "sha256": _sha256(folder / WEIGHTS)},
+        weights={"file": WEIGHTS, "sha256": _sha256(folder / WEIGHTS)}, compile=is_compiled(unet),
         versions={"python": platform.python_version(), "torch": torch.__version__,
                   "diffusers": diffusers.__version__},
     )
@@ -94,8 +95,10 @@ def read_manifest(folder: str | Path) -> dict:
     return read_json_manifest(folder, FORMAT, VERSION, "a deployed MixDQ model", "save it again with save_deployed")
 
 
-def load_deployed(folder: str | Path):
-    """The deployed `UNet2DConditionModel` saved in `folder`."""
+def load_deployed(folder: str | Path, compile: bool | None = None):
+    """The deployed `UNet2DConditionModel` saved in `folder`, compiled (torch.compile, on its
+    first call) if `compile`, or by default if it was deployed with compile=True: its kernels
+    were chosen for that."""
     from diffusers import UNet2DConditionModel
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -127,14 +130,18 @@ def load_deployed(folder: str | Path):
     if unexpected or left:
         raise ConfigError(f"{weights} does not fit its manifest (missing {left[:3]}, unexpected "
                           f"{unexpected[:3]}); save the model again")
-    return unet.eval()
+    unet.eval()
+    if manifest.get("compile", False) if compile is None else compile:
+        compile_unet(unet)
+    return unet
 
 
-def load_deployed_pipeline(folder: str | Path, base_model: str | None = ...):
-    """The base pipeline (from the manifest, or `base_model`) with the deployed UNet in it."""
+def load_deployed_pipeline(folder: str | Path, base_model: str | None = ..., compile: bool | None = None):
+    """The base pipeline (from the manifest, or `base_model`) with the deployed UNet in it
+    (`compile` as for `load_deployed`)."""
     from ..models import load_pipeline
 
     manifest = read_manifest(folder)
     pipe = load_pipeline(manifest["base_model"] if base_model is ... else base_model)
-    pipe.unet = load_deployed(folder)
+    pipe.unet = load_deployed(folder, compile)
     return pipe

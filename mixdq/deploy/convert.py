@@ -65,7 +65,7 @@ def layer_spec(layer: QuantMixin, bos: torch.Tensor | None) -> tuple[LayerSpec, 
 
 
 def deploy(pipe, *, kernel: str | Mapping[str, str] = "auto", sample: Callable[[], object] | None = None,
-           cache_bytes: int | None = None, bos: torch.Tensor | None = None):
+           cache_bytes: int | None = None, bos: torch.Tensor | None = None, compile: bool = False):
     """Replace every prepared layer of `pipe`'s UNet by its deployed form, under the allocation
     and calibration it has now. The float weights of quantized layers are released.
 
@@ -75,11 +75,18 @@ def deploy(pipe, *, kernel: str | Mapping[str, str] = "auto", sample: Callable[[
     of the code bytes; 0 for none) where it saves the most time per byte: scratch weights that
     let 2-6-bit layers run on int8 kernels, or int8 weights. A kernel name (for all layers) or a
     {layer: kernel} map fixes the choice; a layer that cannot use the kernel asked for takes the
-    fastest one it can, with the reason in its spec. See `kernels.choose_kernels`."""
+    fastest one it can, with the reason in its spec. See `kernels.choose_kernels`.
+
+    `compile=True` chooses kernels for a compiled UNet and compiles it (torch.compile, in place;
+    needs a C++ compiler), warmed up on `sample()`: on small models, where eager overheads
+    dominate, this is what makes the deployed model as fast as the float one (`compiling`)."""
+    from .compiling import compile_unet, require_compiler
     from .kernels import choose_kernels, record_input_shapes
 
     layers = require_layers(pipe, "deploy")
     unet = unet_of(pipe)
+    if compile:
+        require_compiler()
     needs_bos = any(layer.bos_active for layer in layers.values())
     if bos is None and needs_bos and hasattr(pipe, "encode_prompt"):
         bos = bos_embedding(pipe)
@@ -92,7 +99,9 @@ def deploy(pipe, *, kernel: str | Mapping[str, str] = "auto", sample: Callable[[
             spec, tensors = layer_spec(layer, bos)
             deployed[name] = DEPLOYED_CLASSES[spec.kind](spec, tensors)
             unet.set_submodule(name, deployed[name])
-        choose_kernels(deployed, shapes, kernel, cache_bytes)
+        choose_kernels(deployed, shapes, kernel, cache_bytes, compiled=compile)
+        if compile:
+            compile_unet(unet, sample)
     return pipe
 
 

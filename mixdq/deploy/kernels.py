@@ -51,9 +51,12 @@ def median_ms(fn: Callable[[], object], enough_ms: float = float("inf")) -> floa
     return latency(fn, repeats=3, warmup=0, min_seconds=0.02, max_repeats=50) * 1e3
 
 
-def time_kernels(layer: DeployedLayer, shape: tuple[int, ...], kernels: list[str]) -> dict[str, float | str]:
+def time_kernels(layer: DeployedLayer, shape: tuple[int, ...], kernels: list[str],
+                 compiled: bool = False) -> dict[str, float | str]:
     """Milliseconds per call of `layer` with each of `kernels` on a random input of `shape`, and of
-    the float op ("float", for reference). A kernel that fails on this shape maps to its error."""
+    the float op ("float", for reference). A kernel that fails on this shape maps to its error.
+    `compiled`: int8 kernels are called as a compiled graph calls them (one opaque custom op, whose
+    dispatch costs tens of microseconds more than a direct call)."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     kept = layer.kernel
     timings: dict[str, float | str] = {}
@@ -64,7 +67,7 @@ def time_kernels(layer: DeployedLayer, shape: tuple[int, ...], kernels: list[str
         for kernel in kernels:
             try:
                 layer.use_kernel(kernel)
-                timings[kernel] = median_ms(lambda: layer(x), enough)
+                timings[kernel] = median_ms(lambda: layer._forward(x, opaque=compiled), enough)
             except (RuntimeError, ValueError) as e:  # oneDNN refuses some shapes, or its layout; say which
                 timings[kernel] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         layer.use_kernel(kept)
@@ -92,8 +95,17 @@ def default_allowance(layers: Mapping[str, DeployedLayer]) -> int:
                for m in layers.values() if m.weight_bits) // 8
 
 
+def compiled_costs(ms: Mapping[str, float]) -> dict[str, float]:
+    """What each kernel is expected to cost once the UNet is compiled: the compiler fuses the
+    dequant kernel's unpacking, scaling and input rounding into loops around the float op, so it
+    costs about what the float op does; the int8 kernels are opaque calls and cost what they were
+    measured to (an upper bound: their input quantization gets fused too)."""
+    return {k: ms["float"] if k == "dequant" else v for k, v in ms.items()}
+
+
 def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tuple[int, ...]],
-                   kernel: str | Mapping[str, str] = "auto", cache_bytes: int | None = None) -> None:
+                   kernel: str | Mapping[str, str] = "auto", cache_bytes: int | None = None,
+                   compiled: bool = False) -> None:
     """Set each quantized layer's kernel, with the reason and the timings in its spec.
 
     "auto": each layer times every kernel it can use on its recorded input shape and takes the
@@ -104,10 +116,12 @@ def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tup
     for one layer below 8 bits (`int8`). A layer with no recorded shape keeps the rule that needs
     no timing: int8 at 8-bit weights and activations, else dequant. A fixed kernel (one name, or
     per layer) is used where the layer supports it; elsewhere the layer falls back as under "auto"
-    and says why."""
+    and says why. `compiled`: the UNet will run under torch.compile, so kernels are compared by
+    `compiled_costs` (on tiny layers eager overheads, not arithmetic, decide otherwise)."""
     if isinstance(kernel, str) and kernel not in (*KERNELS, "auto"):
         raise ValueError(f"unknown kernel {kernel!r}; expected 'auto' or one of {KERNELS}")
     timed: dict[str, dict[str, float]] = {}
+    how = "fastest once compiled (dequant costed as the float op it is fused into)" if compiled else "fastest measured"
     for name, layer in layers.items():
         if layer.weight_bits is None:
             continue
@@ -128,22 +142,24 @@ def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tup
             static = "int8" if "int8" in usable and layer.weight_bits == 8 else "dequant"
             layer.use_kernel(static, reason=fallback + "not timed (no input seen in the sample call)")
             continue
-        timings = time_kernels(layer, shape, usable)
+        timings = time_kernels(layer, shape, usable, compiled)
         ms = {k: v for k, v in timings.items() if not isinstance(v, str)}
+        cost = compiled_costs(ms) if compiled else ms
         notes = "".join(f"; {k} failed: {v}" for k, v in timings.items() if isinstance(v, str))
         own_bits = [k for k in usable if k in ms and k != "int8-unpack"
                     and (k != "int8" or not _int8_extra_bytes(layer))]
-        best = min(own_bits, key=ms.__getitem__)
-        layer.use_kernel(best, reason=fallback + "fastest measured" + notes, timings=ms, input_shape=shape)
-        timed[name] = ms
-    _spend_allowance(layers, timed, default_allowance(layers) if cache_bytes is None else cache_bytes)
+        best = min(own_bits, key=cost.__getitem__)
+        layer.use_kernel(best, reason=fallback + how + notes, timings=ms, input_shape=shape)
+        timed[name] = cost
+    _spend_allowance(layers, timed, default_allowance(layers) if cache_bytes is None else cache_bytes, how)
     SCRATCH.keep(set().union(*(m.scratch_keys() for m in layers.values())))
     POSITIONS.clear()
 
 
-def _spend_allowance(layers: Mapping[str, DeployedLayer], timed: dict[str, dict[str, float]], allowance: int) -> None:
+def _spend_allowance(layers: Mapping[str, DeployedLayer], timed: dict[str, dict[str, float]], allowance: int,
+                     how: str) -> None:
     """Greedy multiple-choice knapsack: scratch weights per shape and int8 weights per layer, by
-    milliseconds saved per byte, while they fit."""
+    milliseconds saved per byte (`timed`: each layer's cost per kernel), while they fit."""
     items = []  # (ms saved per byte, bytes, kernel, layers it serves)
     shared: dict[tuple[tuple, int], list[str]] = {}
     for name, ms in timed.items():
@@ -166,5 +182,5 @@ def _spend_allowance(layers: Mapping[str, DeployedLayer], timed: dict[str, dict[
             if ms[kernel] < ms[layer.kernel]:
                 what = ("a scratch weight shared by its shape" if kernel == "int8-unpack"
                         else "its weight pre-packed in int8")
-                layer.use_kernel(kernel, reason=f"fastest measured; {what} from the memory allowance ({cost:,} bytes)",
-                                 timings=ms, input_shape=layer.spec.input_shape)
+                layer.use_kernel(kernel, reason=f"{how}; {what} from the memory allowance ({cost:,} bytes)",
+                                 timings=dict(layer.spec.kernel_ms), input_shape=layer.spec.input_shape)

@@ -23,6 +23,8 @@ for every prompt, so it is computed once at conversion and stored (`bos_output`)
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any
@@ -152,6 +154,8 @@ class DeployedLayer(nn.Module, ABC):
             self._x_qmax = spec.act_qmax - spec.act_qmin
         self._w_zero_point = torch.zeros(self.weight_shape[0], dtype=torch.long)  # code - zp is centred
         self._hold(spec.kernel)
+        self._handle = next(_HANDLES)  # how the compiled graph's custom op finds this layer
+        _LAYERS[self._handle] = self
 
     weight_bits = property(lambda self: self.spec.weight_bits)
     act_bits = property(lambda self: self.spec.act_bits)
@@ -318,15 +322,20 @@ class DeployedLayer(nn.Module, ABC):
             return torch.cat([bos, self._forward(rest)], dim=1)
         return self._forward(x)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, opaque: bool = False) -> torch.Tensor:
+        """`opaque`: call the int8 kernels as a compiled graph does, through `int8_layer`."""
         kernel = self.spec.kernel
         if kernel in (None, "dequant"):
             return self._op(self._fake_quantize_input(x), self.dequantized_weight().to(x.dtype))
         qx = self._quantize_input(x)
-        if kernel == "int8-unpack":
-            return self._blocked_op(qx, self._blocked).to(x.dtype)
-        packed = self._packed_int8 if kernel == "int8" else self._prepack(self.centred_weight())
-        return self._int8_op(qx, packed).to(x.dtype)
+        out = int8_layer(qx, self._handle) if opaque or torch.compiler.is_compiling() else self._int8_forward(qx)
+        return out.to(x.dtype)
+
+    def _int8_forward(self, qx: torch.Tensor) -> torch.Tensor:
+        if self.spec.kernel == "int8-unpack":
+            return self._blocked_op(qx, self._blocked)
+        packed = self._packed_int8 if self.spec.kernel == "int8" else self._prepack(self.centred_weight())
+        return self._int8_op(qx, packed)
 
     def _onednn_kwargs(self, packed: torch.Tensor, rows: slice) -> dict[str, Any]:
         """What both int8 ops take alike, for output channels `rows`. Their `.default` overloads are
@@ -352,6 +361,10 @@ class DeployedLayer(nn.Module, ABC):
         """The int8 weight back from oneDNN's form, in the float weight's layout (a copy)."""
 
     @abstractmethod
+    def output_shape(self, input_shape: torch.Size) -> tuple[int, ...]:
+        """The shape of this layer's output for an input of `input_shape`."""
+
+    @abstractmethod
     def _int8_op(self, qx: torch.Tensor, packed: torch.Tensor, rows: slice = _ALL) -> torch.Tensor:
         """oneDNN's int8 op on uint8 input codes, fp32 out (output channels `rows`)."""
 
@@ -363,6 +376,9 @@ class DeployedLinear(DeployedLayer):
 
     def _op(self, x, weight):
         return F.linear(x, weight, self.bias)
+
+    def output_shape(self, input_shape):
+        return (*input_shape[:-1], self.weight_shape[0])
 
     def _prepack(self, centred, rows=_ALL):
         return torch.ops.onednn.qlinear_prepack.default(weight=centred.to(torch.int8), x_shape=None)
@@ -390,6 +406,12 @@ class DeployedConv2d(DeployedLayer):
     def _op(self, x, weight):
         return F.conv2d(x, weight, self.bias, **self.spec.conv_kwargs())
 
+    def output_shape(self, input_shape):
+        s = self.spec
+        hw = [(n + 2 * p - d * (k - 1) - 1) // st + 1 for n, p, d, k, st
+              in zip(input_shape[2:], s.padding, s.dilation, self.weight_shape[2:], s.stride, strict=True)]
+        return (input_shape[0], self.weight_shape[0], *hw)
+
     def _prepack(self, centred, rows=_ALL):
         return torch.ops.onednn.qconv_prepack.default(
             weight=centred.to(torch.int8), w_scales=self.weight_scale[rows], x_scale=self.spec.act_scale,
@@ -403,6 +425,25 @@ class DeployedConv2d(DeployedLayer):
             qx=qx, **self._onednn_kwargs(packed, rows), **self.spec.conv_kwargs(), attr="none", scalars=[],
             algorithm="")
         return out.contiguous()
+
+
+# Under torch.compile, a layer's int8 kernels run as one opaque custom op: oneDNN's packed weights
+# are not tensors the compiler can trace (and its own int8 lowerings want them as graph
+# constants), so the op takes the layer's handle and finds the layer here; the compiler fuses the
+# input's quantization into the code before it.
+_HANDLES = itertools.count()
+_LAYERS: weakref.WeakValueDictionary[int, DeployedLayer] = weakref.WeakValueDictionary()
+
+
+@torch.library.custom_op("mixdq::int8_layer", mutates_args=())
+def int8_layer(qx: torch.Tensor, handle: int) -> torch.Tensor:
+    """Deployed layer `handle`'s int8 kernel on uint8 input codes, fp32 out."""
+    return _LAYERS[handle]._int8_forward(qx)
+
+
+@int8_layer.register_fake
+def _(qx: torch.Tensor, handle: int) -> torch.Tensor:
+    return qx.new_empty(_LAYERS[handle].output_shape(qx.shape), dtype=torch.float32)
 
 
 DEPLOYED_CLASSES = {"Linear": DeployedLinear, "Conv2d": DeployedConv2d}

@@ -37,6 +37,10 @@ def unpack(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
         raise ValueError(f"{packed.numel()} bytes cannot hold {numel} {bits}-bit codes")
     if 8 % bits == 0:  # codes never straddle a byte: same layout, read byte-wise (~10x faster)
         mask = 2**bits - 1
+        if torch.compiler.is_compiling():  # one broadcast shift fuses into one loop (a stack does not)
+            shifts = torch.arange(0, 8, bits, dtype=torch.uint8)
+            return ((packed[:, None] >> shifts) & mask).reshape(-1)[:numel]
+        # eagerly, a stack of shifted copies is faster on large weights (1.0 vs 1.5 ms at 3.7 M)
         return torch.stack([(packed >> s) & mask for s in range(0, 8, bits)], dim=1).reshape(-1)[:numel]
     byte_shifts = torch.arange(bits, dtype=torch.int64) * 8
     words = (packed.view(-1, bits).to(torch.int64) << byte_shifts).sum(dim=1)

@@ -1,0 +1,133 @@
+"""Deployed models under torch.compile: the same numbers as eager, kernels chosen for it, kept on disk."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import mixdq
+from mixdq.deploy import KERNELS, deploy, deployed_layers, load_deployed_pipeline, save_deployed
+from mixdq.deploy.compiling import is_compiled, load_inductor
+from mixdq.deploy.kernels import compiled_costs
+from mixdq.errors import MixDQError
+from mixdq.layers import quant_layers
+from mixdq.shapes import dataset
+
+CAPTIONS = dataset.evaluation_captions(3)
+CALIBRATION = mixdq.CalibrationConfig(prompts=dataset.calibration_captions(8), num_inference_steps=4, batch_size=8)
+
+
+def _images(pipe, captions):
+    """One image per call: the batch size the compiled UNet was warmed up on (another compiles again)."""
+    return mixdq.generate_images(pipe, captions, batch_size=1, **mixdq.generation_defaults().as_kwargs())
+
+
+def _sd_like_layers():
+    """Linear on tokens, and Conv2d as SD has them (3x3 padded, 3x3 stride 2, 1x1), plus groups."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"proj": nn.Linear(64, 96), "conv": nn.Conv2d(16, 32, 3, padding=1),
+                           "down": nn.Conv2d(16, 16, 3, padding=1, stride=2), "shortcut": nn.Conv2d(16, 32, 1),
+                           "grouped": nn.Conv2d(16, 32, 3, padding=1, groups=4)})
+    g = torch.Generator().manual_seed(1)
+    x = {"proj": torch.randn(2, 9, 64, generator=g) * 3, **{n: torch.randn(2, 16, 10, 10, generator=g)
+                                                            for n in ("conv", "down", "shortcut", "grouped")}}
+    return model, x
+
+
+def test_every_kernel_runs_in_one_compiled_graph_with_eager_numbers():
+    model, x = _sd_like_layers()
+    names = list(model)
+    allocation = mixdq.Allocation(dict(zip(names, [4, 8, 2, 6, 3], strict=True)), dict.fromkeys(names, 8))
+    mixdq.prepare(model)
+    with mixdq.calibrating(model), torch.no_grad():
+        for name, layer in model.items():
+            layer(x[name])
+    mixdq.apply_allocation(model, allocation)
+    kernels = dict(zip(names, ["int8-unpack", "int8", "int8-repack", "dequant", "int8-unpack"], strict=True))
+    deploy(model, kernel=kernels, cache_bytes=0)
+    assert {m.kernel for m in deployed_layers(model).values()} == set(KERNELS)
+
+    def all_layers(inputs):
+        return {name: layer(inputs[name]) for name, layer in model.items()}
+
+    load_inductor()
+    compiled = torch.compile(all_layers, fullgraph=True)  # fullgraph: no layer may break the graph
+    with torch.no_grad():
+        eager, fused = all_layers(x), compiled(x)
+    for name in names:
+        assert fused[name].shape == eager[name].shape, name
+        # the compiler fuses the input's rounding and the weight's unpacking; the codes are the same
+        assert ((fused[name] - eager[name]).abs().max() / eager[name].abs().max()).item() < 1e-5, name
+
+
+@pytest.fixture(scope="module")
+def compiled_deployment():
+    """The embedded model at uniform W4A8, simulated images, then deployed with compile=True."""
+    pipe = mixdq.load_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    allocation = mixdq.Allocation.uniform(mixdq.load_inventory(None).names, 4, 8)
+    mixdq.quantize_(pipe, allocation, calibration=CALIBRATION)
+    simulated = _images(pipe, CAPTIONS)
+    deploy(pipe, compile=True)
+    return pipe, simulated
+
+
+def test_a_compiled_deployment_gives_the_simulated_images(compiled_deployment):
+    pipe, simulated = compiled_deployment
+    assert is_compiled(pipe.unet) and not quant_layers(pipe)
+    real = _images(pipe, CAPTIONS)
+    # the bound the eager deployment meets (tests/test_deploy.py)
+    assert mixdq.metrics.psnr_db((simulated + 1) / 2, (real + 1) / 2) > 40
+
+
+def test_kernels_are_chosen_for_the_compiled_model(compiled_deployment):
+    pipe, _ = compiled_deployment
+    for layer in deployed_layers(pipe).values():
+        spec = layer.spec
+        cost = compiled_costs(spec.kernel_ms)
+        assert cost["dequant"] == spec.kernel_ms["float"]  # fused into the float op
+        best_at_own_bits = min([k for k in ("int8-repack", "dequant") if k in cost], key=cost.__getitem__)
+        if "memory allowance" in spec.kernel_reason:
+            assert cost[spec.kernel] < cost[best_at_own_bits], spec.layer
+        else:
+            assert spec.kernel == best_at_own_bits, spec.layer
+        assert spec.kernel_reason.startswith("fastest once compiled")
+
+
+def test_a_saved_compiled_deployment_loads_compiled(compiled_deployment, tmp_path):
+    pipe, _ = compiled_deployment
+    before = _images(pipe, CAPTIONS[:1])
+    save_deployed(pipe, tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["compile"] is True
+    loaded = load_deployed_pipeline(tmp_path / "m")
+    loaded.set_progress_bar_config(disable=True)
+    assert is_compiled(loaded.unet)
+    after = _images(loaded, CAPTIONS[:1])
+    assert torch.equal(before, after)
+    eager = load_deployed_pipeline(tmp_path / "m", compile=False)
+    assert not is_compiled(eager.unet)
+
+
+def test_compile_without_a_cxx_compiler_says_what_to_do_and_changes_nothing(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    model, x = _sd_like_layers()
+    mixdq.prepare(model)
+    with mixdq.calibrating(model), torch.no_grad():
+        for name, layer in model.items():
+            layer(x[name])
+    mixdq.apply_allocation(model, mixdq.Allocation.uniform(list(model), 8, 8))
+    with pytest.raises(MixDQError, match="needs a C\\+\\+ compiler.*apt-get install g\\+\\+"):
+        deploy(model, compile=True)
+    assert len(quant_layers(model)) == len(model) and not deployed_layers(model)
+
+
+def test_the_command_line_says_what_compile_needs(capsys, monkeypatch, tmp_path):
+    from mixdq.cli import main
+
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    mixdq.Allocation.uniform(mixdq.load_inventory(None).names, 8, 8).save(tmp_path / "w8a8.json")
+    code = main(["deploy", "--allocation", str(tmp_path / "w8a8.json"), "-o", str(tmp_path / "m"), "--compile",
+                 "--num-prompts", "2"])
+    assert code == 2 and "needs a C++ compiler" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
