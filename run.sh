@@ -29,14 +29,22 @@ setup_python() {
   fi
 }
 
-# The browser tests drive Debian's chromium (playwright never downloads a browser here).
+# The browser tests drive Debian's chromium (playwright never downloads a browser here); the
+# torch.compile tests need a C++ compiler and Python's headers (inductor builds the kernels it
+# writes with g++).
 setup_system() {
-  command -v chromium > /dev/null && return
-  echo "setup: installing Debian's chromium for the browser tests" >&2
+  local missing=()
+  command -v chromium > /dev/null || missing+=(chromium)
+  command -v g++ > /dev/null || missing+=(g++)
+  local headers
+  headers=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+  [ -f "$headers/Python.h" ] || missing+=("$("$VENV/bin/python" -c 'import sys; print("python%d.%d-dev" % sys.version_info[:2])')")
+  [ ${#missing[@]} -eq 0 ] && return
+  echo "setup: installing Debian's ${missing[*]} for the tests" >&2
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium > /dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" > /dev/null
 }
 
 # Tests run on one thread: figures are reproducible and CI's two cores are not oversubscribed.

@@ -1,6 +1,7 @@
 """Deployed models, measured: UNet bytes held, peak resident memory and latency against FP32.
 
-    .venv/bin/python bench/deploy.py [--models embedded,sd-turbo] [--threads 2] [--cache-mb MB] [--json FILE]
+    .venv/bin/python bench/deploy.py [--models embedded,sd-turbo] [--threads 2] [--cache-mb MB] [--compile]
+                                     [--json FILE]
 
 Each (model, setting) runs in a fresh process, so one measurement's memory cannot leak into the
 next. Peak RSS depends on glibc's allocator state too: its mmap threshold rises after large frees,
@@ -14,6 +15,9 @@ memory it may hold beyond the codes (shared scratch weights, pre-packed int8 wei
 deploy's own, 1/8 of the code bytes), counted in the UNet bytes.
 Targets: SD-Turbo W4A8 and mixed ~4-bit A8 latency <= 0.6x FP32 at <= 0.15x bytes, W8A8 <= 0.5x;
 embedded model every setting <= 1.15x FP32; peak RSS of a call not above earlier releases'.
+`--compile` also runs every setting under torch.compile (`deploy(..., compile=True)`, and FP32
+compiled the same way), with latency against FP32 eager (the target's baseline, what a user runs
+without a compiler) and against FP32 compiled (the compiler's own gain taken out).
 `--json FILE` writes per model and setting: bits, UNet bytes, peak RSS, latency (each with its
 ratio to FP32), layers per kernel, and the CPU.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -31,10 +36,12 @@ from machine import cpu_summary, start
 
 import mixdq
 from mixdq.deploy import deploy, report
+from mixdq.deploy.compiling import compile_unet
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SETTINGS = ("fp32", "w8a8", "w4a8", "mixed")
+COMPILED = "+compile"  # a setting's suffix: the UNet runs under torch.compile
 
 
 
@@ -58,7 +65,7 @@ def embedded_mixed(act_bits: int | None = 8) -> mixdq.Allocation:
     return mixdq.Allocation(weights, dict.fromkeys(weights, act_bits))
 
 
-def embedded(setting: str, cache_bytes: int | None) -> dict:
+def embedded(setting: str, cache_bytes: int | None, compile: bool) -> dict:
     from mixdq.shapes import dataset
 
     pipe = mixdq.load_pipeline()
@@ -66,16 +73,18 @@ def embedded(setting: str, cache_bytes: int | None) -> dict:
     defaults = mixdq.generation_defaults()
     inventory = mixdq.build_inventory(pipe.unet)
     allocation = _allocation(setting, inventory.names, embedded_mixed)
+    caption = dataset.evaluation_captions(1)[0]
+    call = lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **defaults.as_kwargs())  # noqa: E731
     if allocation is not None:
         calibration = defaults.calibration(batch_size=32)
         mixdq.quantize_(pipe, allocation, calibration=calibration)
-        deploy(pipe, cache_bytes=cache_bytes)
-    caption = dataset.evaluation_captions(1)[0]
-    call = lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **defaults.as_kwargs())  # noqa: E731
+        deploy(pipe, cache_bytes=cache_bytes, compile=compile)
+    elif compile:
+        compile_unet(pipe.unet, call)
     return _report(pipe, call, inventory, allocation, repeats=10)
 
 
-def sd_turbo(setting: str, cache_bytes: int | None) -> dict:
+def sd_turbo(setting: str, cache_bytes: int | None, compile: bool) -> dict:
     from diffusers import UNet2DConditionModel
 
     config = mixdq.load_unet_config("sd-turbo")
@@ -92,7 +101,9 @@ def sd_turbo(setting: str, cache_bytes: int | None) -> dict:
         with mixdq.calibrating(unet), torch.no_grad():
             call()
         mixdq.apply_allocation(unet, allocation)
-        deploy(unet, bos=text[0, 0], sample=call, cache_bytes=cache_bytes)
+        deploy(unet, bos=text[0, 0], sample=call, cache_bytes=cache_bytes, compile=compile)
+    elif compile:
+        compile_unet(unet, call)
     return _report(unet, call, inventory, allocation, repeats=2)
 
 
@@ -113,12 +124,14 @@ def _report(model, call, inventory, allocation, repeats) -> dict:
 
 def child(model: str, setting: str, threads: int, cache_bytes: int | None) -> None:
     torch.set_num_threads(threads)
+    base, compiled, _ = setting.partition(COMPILED)
     with torch.no_grad():
-        print(json.dumps({"embedded": embedded, "sd-turbo": sd_turbo}[model](setting, cache_bytes)))
+        print(json.dumps({"embedded": embedded, "sd-turbo": sd_turbo}[model](base, cache_bytes, bool(compiled))))
 
 
 def _with_ratios(results: dict) -> dict:
     fp = results["fp32"]
+    fp_compiled = results.get("fp32" + COMPILED)
     out = {}
     for setting, r in results.items():
         ratio = lambda key: None if r[key] is None or fp[key] is None else r[key] / fp[key]  # noqa: E731, B023
@@ -127,6 +140,8 @@ def _with_ratios(results: dict) -> dict:
                             latency_s=r["latency_s"], latency_x_fp32=ratio("latency_s"), kernels=r["kernels"],
                             simulated_weight_bytes=r["simulated_weight_bytes"],
                             measured_weight_bytes=r["measured_weight_bytes"])
+        if fp_compiled is not None:  # the compiler's own gains, apart: compiled against compiled
+            out[setting]["latency_x_fp32_compiled"] = r["latency_s"] / fp_compiled["latency_s"]
     return out
 
 
@@ -136,6 +151,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-mb", type=float, default=None,
                         help="memory allowance beyond the codes, MB (default: deploy's, 1/8 of the code bytes)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also run every setting under torch.compile (deploy(compile=True); FP32 compiled alike)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "SETTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -146,7 +163,7 @@ def main() -> None:
     everything = dict(cpu=cpu_summary(args.threads), cache_mb=args.cache_mb, models={})
     for model in args.models.split(","):
         results = {}
-        for setting in SETTINGS:
+        for setting in SETTINGS + (tuple(s + COMPILED for s in SETTINGS) if args.compile else ()):
             cache = [] if args.cache_mb is None else ["--cache-mb", str(args.cache_mb)]
             out = subprocess.run([sys.executable, __file__, "--child", model, setting, "--threads", str(args.threads),
                                   *cache], capture_output=True, text=True, cwd=ROOT)
@@ -156,16 +173,19 @@ def main() -> None:
             results[setting] = json.loads(out.stdout.strip().splitlines()[-1])
         fp = results["fp32"]
         everything["models"][model] = _with_ratios(results)
-        print(f"\n{model} ({args.threads} threads; ratios against FP32 in the same run)")
-        print(f"{'setting':<7} {'bits':>5} {'UNet MB':>8} {'x FP32':>7} {'weights: simulated':>19} {'measured':>9} "
-              f"{'RSS before':>10} {'peak RSS MB':>11} {'x FP32':>7} {'latency':>9} {'x FP32':>7}  layers per kernel")
+        print(f"\n{model} ({args.threads} threads; ratios against FP32 in the same run"
+              + (", and against FP32 compiled)" if args.compile else ")"))
+        print(f"{'setting':<14} {'bits':>5} {'UNet MB':>8} {'x FP32':>7} {'weights: simulated':>19} {'measured':>9} "
+              f"{'RSS before':>10} {'peak RSS MB':>11} {'x FP32':>7} {'latency':>9} {'x FP32':>7} {'x compiled':>10}"
+              "  layers per kernel")
         mb = lambda b: float("nan") if b is None else b / 1e6  # noqa: E731
         for setting, r in results.items():
-            print(f"{setting:<7} {r['avg_weight_bits']:5.2f} {r['unet_bytes'] / 1e6:8.1f} {r['unet_bytes'] / fp['unet_bytes']:7.3f} "
+            x = everything["models"][model][setting]
+            print(f"{setting:<14} {r['avg_weight_bits']:5.2f} {r['unet_bytes'] / 1e6:8.1f} {x['unet_bytes_x_fp32']:7.3f} "
                   f"{r['simulated_weight_bytes'] / 1e6:16.1f} MB {r['measured_weight_bytes'] / 1e6:6.1f} MB "
                   f"{mb(r['resident_before_bytes']):10.0f} {mb(r['peak_rss_bytes']):11.0f} "
                   f"{mb(r['peak_rss_bytes']) / mb(fp['peak_rss_bytes']):7.3f} "
-                  f"{r['latency_s'] * 1e3:7.0f}ms {r['latency_s'] / fp['latency_s']:7.2f}  "
+                  f"{r['latency_s'] * 1e3:7.0f}ms {x['latency_x_fp32']:7.2f} {x.get('latency_x_fp32_compiled', math.nan):10.2f}  "
                   + ", ".join(f"{k} {n}" for k, n in r["kernels"].items() if n))
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1) + "\n")
