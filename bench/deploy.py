@@ -1,7 +1,7 @@
 """Deployed models, measured: UNet bytes held, peak resident memory and latency against FP32.
 
-    .venv/bin/python bench/deploy.py [--models embedded,sd-turbo] [--threads 2] [--cache-mb MB] [--compile]
-                                     [--json FILE]
+    .venv/bin/python bench/deploy.py [--models embedded,sd-turbo] [--settings fp32,w8a8,w4a8,mixed]
+                                     [--threads 2] [--cache-mb MB] [--compile] [--json FILE]
 
 Each (model, setting) runs in a fresh process, so one measurement's memory cannot leak into the
 next. Peak RSS depends on glibc's allocator state too: its mmap threshold rises after large frees,
@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-mb", type=float, default=None,
                         help="memory allowance beyond the codes, MB (default: deploy's, 1/8 of the code bytes)")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="which of them (fp32 is always run)")
     parser.add_argument("--compile", action="store_true",
                         help="also run every setting under torch.compile (deploy(compile=True); FP32 compiled alike)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
@@ -163,7 +164,8 @@ def main() -> None:
     everything = dict(cpu=cpu_summary(args.threads), cache_mb=args.cache_mb, models={})
     for model in args.models.split(","):
         results = {}
-        for setting in SETTINGS + (tuple(s + COMPILED for s in SETTINGS) if args.compile else ()):
+        chosen = ("fp32", *[s for s in SETTINGS if s != "fp32" and s in args.settings.split(",")])
+        for setting in chosen + (tuple(s + COMPILED for s in chosen) if args.compile else ()):
             cache = [] if args.cache_mb is None else ["--cache-mb", str(args.cache_mb)]
             out = subprocess.run([sys.executable, __file__, "--child", model, setting, "--threads", str(args.threads),
                                   *cache], capture_output=True, text=True, cwd=ROOT)

@@ -2,7 +2,7 @@
 
 On small layers a deployed kernel's cost is dispatch, not arithmetic: unpacking the weight and
 rounding the input take 6-10 eager calls of a few microseconds each, which makes the embedded
-model's deployed layers 4-7x slower than their float ops (README, "Deployment"). Inductor fuses
+model's deployed layers 2-7x slower than their float ops (README, "Deployment"). Inductor fuses
 them into a few C++ loops around the float op; int8 kernels stay opaque calls
 (`modules.int8_layer`). Kernels are chosen for it (`kernels.compiled_costs`).
 """

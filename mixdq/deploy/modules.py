@@ -16,7 +16,8 @@ float summation order:
 * `dequant`: the weight dequantized to float on every call and the float op run on the
   (fake-)quantized input: works for everything, also weight-only quantization.
 Floating-point layers keep their weight as it is. Which kernel a layer uses is chosen at
-deployment (`kernels.choose_kernels`) and recorded in its `LayerSpec`.
+deployment (`kernels.choose_kernels`) and recorded in its `LayerSpec`. Under torch.compile the
+int8 kernels run as one custom op, `int8_layer` (`compiling`).
 BOS-aware `attn2.to_k`/`to_v` keep the first token in floating point: its projection is the same
 for every prompt, so it is computed once at conversion and stored (`bos_output`).
 """
