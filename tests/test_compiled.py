@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 import mixdq
 from mixdq.deploy import KERNELS, deploy, deployed_layers, load_deployed_pipeline, save_deployed
@@ -13,6 +12,8 @@ from mixdq.deploy.kernels import compiled_costs
 from mixdq.errors import MixDQError
 from mixdq.layers import quant_layers
 from mixdq.shapes import dataset
+
+from tiny_models import sd_like_layers
 
 CAPTIONS = dataset.evaluation_captions(3)
 CALIBRATION = mixdq.CalibrationConfig(prompts=dataset.calibration_captions(8), num_inference_steps=4, batch_size=8)
@@ -23,27 +24,18 @@ def _images(pipe, captions):
     return mixdq.generate_images(pipe, captions, batch_size=1, **mixdq.generation_defaults().as_kwargs())
 
 
-def _sd_like_layers():
-    """Linear on tokens, and Conv2d as SD has them (3x3 padded, 3x3 stride 2, 1x1), plus groups."""
-    torch.manual_seed(0)
-    model = nn.ModuleDict({"proj": nn.Linear(64, 96), "conv": nn.Conv2d(16, 32, 3, padding=1),
-                           "down": nn.Conv2d(16, 16, 3, padding=1, stride=2), "shortcut": nn.Conv2d(16, 32, 1),
-                           "grouped": nn.Conv2d(16, 32, 3, padding=1, groups=4)})
-    g = torch.Generator().manual_seed(1)
-    x = {"proj": torch.randn(2, 9, 64, generator=g) * 3, **{n: torch.randn(2, 16, 10, 10, generator=g)
-                                                            for n in ("conv", "down", "shortcut", "grouped")}}
-    return model, x
-
-
-def test_every_kernel_runs_in_one_compiled_graph_with_eager_numbers():
-    model, x = _sd_like_layers()
-    names = list(model)
-    allocation = mixdq.Allocation(dict(zip(names, [4, 8, 2, 6, 3], strict=True)), dict.fromkeys(names, 8))
+def _calibrated(model, x, allocation):
     mixdq.prepare(model)
     with mixdq.calibrating(model), torch.no_grad():
         for name, layer in model.items():
             layer(x[name])
     mixdq.apply_allocation(model, allocation)
+
+
+def test_every_kernel_runs_in_one_compiled_graph_with_eager_numbers():
+    model, x = sd_like_layers()
+    names = list(model)
+    _calibrated(model, x, mixdq.Allocation(dict(zip(names, [4, 8, 2, 6, 3], strict=True)), dict.fromkeys(names, 8)))
     kernels = dict(zip(names, ["int8-unpack", "int8", "int8-repack", "dequant", "int8-unpack"], strict=True))
     deploy(model, kernel=kernels, cache_bytes=0)
     assert {m.kernel for m in deployed_layers(model).values()} == set(KERNELS)
@@ -111,12 +103,8 @@ def test_a_saved_compiled_deployment_loads_compiled(compiled_deployment, tmp_pat
 
 def test_compile_without_a_cxx_compiler_says_what_to_do_and_changes_nothing(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-here")
-    model, x = _sd_like_layers()
-    mixdq.prepare(model)
-    with mixdq.calibrating(model), torch.no_grad():
-        for name, layer in model.items():
-            layer(x[name])
-    mixdq.apply_allocation(model, mixdq.Allocation.uniform(list(model), 8, 8))
+    model, x = sd_like_layers()
+    _calibrated(model, x, mixdq.Allocation.uniform(list(model), 8, 8))
     with pytest.raises(MixDQError, match="needs a C\\+\\+ compiler.*apt-get install g\\+\\+"):
         deploy(model, compile=True)
     assert len(quant_layers(model)) == len(model) and not deployed_layers(model)

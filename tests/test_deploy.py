@@ -24,6 +24,8 @@ from mixdq.deploy import (
 from mixdq.layers import quant_layers
 from mixdq.shapes import dataset
 
+from tiny_models import sd_like_layers
+
 CAPTIONS = dataset.evaluation_captions(4)
 CALIBRATION = mixdq.CalibrationConfig(prompts=dataset.calibration_captions(8), num_inference_steps=4, batch_size=8)
 
@@ -63,18 +65,6 @@ def _inputs():
     return {"proj": torch.randn(5, 7, 64, generator=g) * 3, "conv": torch.randn(2, 16, 12, 12, generator=g)}
 
 
-def _sd_like_layers():
-    """Linear on tokens, and Conv2d as SD has them (3x3 padded, 3x3 stride 2, 1x1), plus groups."""
-    torch.manual_seed(0)
-    model = nn.ModuleDict({"proj": nn.Linear(64, 96), "conv": nn.Conv2d(16, 32, 3, padding=1),
-                           "down": nn.Conv2d(16, 16, 3, padding=1, stride=2), "shortcut": nn.Conv2d(16, 32, 1),
-                           "grouped": nn.Conv2d(16, 32, 3, padding=1, groups=4)})
-    g = torch.Generator().manual_seed(1)
-    x = {"proj": torch.randn(2, 9, 64, generator=g) * 3, **{n: torch.randn(2, 16, 10, 10, generator=g)
-                                                            for n in ("conv", "down", "shortcut", "grouped")}}
-    return model, x
-
-
 def _calibrated(model, x, allocation, **quant):
     mixdq.prepare(model, mixdq.QuantConfig(**quant))
     with mixdq.calibrating(model), torch.no_grad():
@@ -93,7 +83,7 @@ def _relative_error(a, b):
 @pytest.mark.parametrize("weight", [2, 3, 4, 5, 6, 8])
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_every_kernel_matches_the_simulated_layers(kernel, weight, act):
-    model, x = _sd_like_layers()
+    model, x = sd_like_layers()
     simulated = _calibrated(model, x, mixdq.Allocation.uniform(list(model), weight, act))
     with torch.no_grad():
         deploy(model, kernel=kernel)
@@ -145,7 +135,7 @@ def test_large_weights_unpack_chunk_by_chunk_onto_shared_scratch(weight, monkeyp
 
 @pytest.mark.parametrize("weight", [4, 8])
 def test_asymmetric_weights_run_on_int8_kernels_below_8_bits(weight):
-    model, x = _sd_like_layers()
+    model, x = sd_like_layers()
     simulated = _calibrated(model, x, mixdq.Allocation.uniform(list(model), weight, 8),
                             weight=mixdq.WeightQuantConfig(symmetric=False))
     with torch.no_grad():
@@ -162,7 +152,7 @@ def test_asymmetric_weights_run_on_int8_kernels_below_8_bits(weight):
 
 @pytest.mark.parametrize("weight,act", [(3, None), (None, 8), (8, None)])
 def test_layers_without_integer_inputs_fall_back_and_say_why(weight, act):
-    model, x = _sd_like_layers()
+    model, x = sd_like_layers()
     simulated = _calibrated(model, x, mixdq.Allocation.uniform(list(model), weight, act))
     with torch.no_grad():
         deploy(model, kernel="int8", sample=lambda: [layer(x[name]) for name, layer in model.items()])
@@ -177,7 +167,7 @@ def test_layers_without_integer_inputs_fall_back_and_say_why(weight, act):
 
 
 def test_auto_keeps_the_fastest_kernel_measured_on_the_real_shape():
-    model, x = _sd_like_layers()
+    model, x = sd_like_layers()
     names = list(model)
     allocation = mixdq.Allocation(dict(zip(names, [4, 8, 2, 6, 3], strict=True)), dict.fromkeys(names, 8))
     simulated = _calibrated(model, x, allocation)

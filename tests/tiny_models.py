@@ -1,7 +1,8 @@
 """Tiny SD- and SDXL-style pipelines with random weights, built from configs (no downloads).
 
 Same classes and layer structure as the real models (attn1/attn2/ff, resnets, samplers), only
-narrow: a full pipeline call takes well under a second on one CPU thread.
+narrow: a full pipeline call takes well under a second on one CPU thread. And SD's layer shapes
+alone (`sd_like_layers`), for kernel tests.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from tokenizers.pre_tokenizers import ByteLevel
+from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 PROMPTS = [
@@ -80,3 +82,16 @@ def tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
                    transformer_layers_per_block=(1, 2)),
         scheduler=EulerDiscreteScheduler(timestep_spacing="trailing"),
     )
+
+
+def sd_like_layers() -> tuple[nn.ModuleDict, dict[str, torch.Tensor]]:
+    """Linear on tokens, and Conv2d as SD has them (3x3 padded, 3x3 stride 2, 1x1), plus groups;
+    and an input for each."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"proj": nn.Linear(64, 96), "conv": nn.Conv2d(16, 32, 3, padding=1),
+                           "down": nn.Conv2d(16, 16, 3, padding=1, stride=2), "shortcut": nn.Conv2d(16, 32, 1),
+                           "grouped": nn.Conv2d(16, 32, 3, padding=1, groups=4)})
+    g = torch.Generator().manual_seed(1)
+    x = {"proj": torch.randn(2, 9, 64, generator=g) * 3, **{n: torch.randn(2, 16, 10, 10, generator=g)
+                                                            for n in ("conv", "down", "shortcut", "grouped")}}
+    return model, x
