@@ -119,3 +119,26 @@ def test_the_command_line_says_what_compile_needs(capsys, monkeypatch, tmp_path)
                  "--num-prompts", "2"])
     assert code == 2 and "needs a C++ compiler" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_copy_of_a_deployed_model_runs_its_own_kernels_when_compiled():
+    import copy
+    import gc
+
+    model, x = sd_like_layers()
+    _calibrated(model, x, mixdq.Allocation.uniform(list(model), 4, 8))
+    deploy(model, kernel="int8-repack", cache_bytes=0)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        expected = {name: layer(x[name]) for name, layer in model.items()}
+    del model
+    gc.collect()  # the original is gone: compiled code must reach the copy's layers, not the original's
+
+    def all_layers(inputs):
+        return {name: layer(inputs[name]) for name, layer in twin.items()}
+
+    load_inductor()
+    with torch.no_grad():
+        out = torch.compile(all_layers, fullgraph=True)(x)
+    for name, value in expected.items():
+        assert ((out[name] - value).abs().max() / value.abs().max()).item() < 1e-5, name

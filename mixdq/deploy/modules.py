@@ -155,8 +155,15 @@ class DeployedLayer(nn.Module, ABC):
             self._x_qmax = spec.act_qmax - spec.act_qmin
         self._w_zero_point = torch.zeros(self.weight_shape[0], dtype=torch.long)  # code - zp is centred
         self._hold(spec.kernel)
+        self._register()
+
+    def _register(self) -> None:
         self._handle = next(_HANDLES)  # how the compiled graph's custom op finds this layer
         _LAYERS[self._handle] = self
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._register()  # a copy is a layer of its own: compiled code must find it, not its original
 
     weight_bits = property(lambda self: self.spec.weight_bits)
     act_bits = property(lambda self: self.spec.act_bits)
