@@ -15,7 +15,7 @@ from pathlib import Path
 
 import mixdq
 from app.session import EMBEDDED, ModelEntry, default_models
-from app.studio import build_demo
+from app.studio import THEME, build_demo
 
 # names the picker already serves with a shipped profile
 SHIPPED_PROFILES = {"embedded": EMBEDDED, "sdxl-turbo": "sdxl-turbo", "stabilityai/sdxl-turbo": "sdxl-turbo"}
@@ -57,4 +57,4 @@ if __name__ == "__main__":
         models, default = models_for(args)
     except mixdq.MixDQError as e:
         sys.exit(f"error: {e}")
-    build_demo(models, default).launch(server_name=args.host, server_port=args.port)
+    build_demo(models, default).launch(server_name=args.host, server_port=args.port, theme=THEME)

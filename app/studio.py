@@ -119,6 +119,11 @@ def url_state(models: dict[str, ModelEntry], default: str, request: gr.Request):
             (model, number("budget", 0.0)))
 
 
+# The reader's own sans-serif: Gradio 6.31's bundled Source Sans Pro semibold draws bold "A" and
+# "B" from a fallback font, smaller than their word ("Budget", "Allocation"), seen in chromium.
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"])
+
+
 def make_link(model, mb, cw, prompt, seed, request: gr.Request) -> str:
     base = (request.headers.get("referer") or "http://127.0.0.1:7860/").split("?")[0]
     return base + "?" + urlencode(dict(model=model, budget=f"{mb:g}", cw=f"{cw:g}", prompt=prompt or "", seed=seed))

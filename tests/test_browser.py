@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 import mixdq
-from app.studio import build_demo
+from app.studio import THEME, build_demo
 
 from conftest import ROOT
 
@@ -24,7 +24,7 @@ def page():
         pytest.fail("Debian's chromium is missing: `./run.sh test` installs it (apt-get install chromium)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     demo = build_demo()
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, theme=THEME)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
