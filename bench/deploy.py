@@ -41,7 +41,7 @@ from mixdq.deploy.compiling import compile_unet
 ROOT = Path(__file__).resolve().parent.parent
 
 SETTINGS = ("fp32", "w8a8", "w4a8", "mixed")
-COMPILED = "+compile"  # a setting's suffix: the UNet runs under torch.compile
+COMPILE_SUFFIX = "+compile"  # a setting's suffix: the UNet runs under torch.compile
 
 
 
@@ -124,14 +124,14 @@ def _report(model, call, inventory, allocation, repeats) -> dict:
 
 def child(model: str, setting: str, threads: int, cache_bytes: int | None) -> None:
     torch.set_num_threads(threads)
-    base, compiled, _ = setting.partition(COMPILED)
+    base, compiled, _ = setting.partition(COMPILE_SUFFIX)
     with torch.no_grad():
         print(json.dumps({"embedded": embedded, "sd-turbo": sd_turbo}[model](base, cache_bytes, bool(compiled))))
 
 
 def _with_ratios(results: dict) -> dict:
     fp = results["fp32"]
-    fp_compiled = results.get("fp32" + COMPILED)
+    fp_compiled = results.get("fp32" + COMPILE_SUFFIX)
     out = {}
     for setting, r in results.items():
         ratio = lambda key: None if r[key] is None or fp[key] is None else r[key] / fp[key]  # noqa: E731, B023
@@ -165,7 +165,7 @@ def main() -> None:
     for model in args.models.split(","):
         results = {}
         chosen = ("fp32", *[s for s in SETTINGS if s != "fp32" and s in args.settings.split(",")])
-        for setting in chosen + (tuple(s + COMPILED for s in chosen) if args.compile else ()):
+        for setting in chosen + (tuple(s + COMPILE_SUFFIX for s in chosen) if args.compile else ()):
             cache = [] if args.cache_mb is None else ["--cache-mb", str(args.cache_mb)]
             out = subprocess.run([sys.executable, __file__, "--child", model, setting, "--threads", str(args.threads),
                                   *cache], capture_output=True, text=True, cwd=ROOT)

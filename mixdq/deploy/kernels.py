@@ -67,7 +67,8 @@ def time_kernels(layer: DeployedLayer, shape: tuple[int, ...], kernels: list[str
         for kernel in kernels:
             try:
                 layer.use_kernel(kernel)
-                timings[kernel] = median_ms(lambda: layer._forward(x, opaque=compiled), enough)
+                call = (lambda: layer._forward(x, opaque=True)) if compiled else (lambda: layer(x))
+                timings[kernel] = median_ms(call, enough)
             except (RuntimeError, ValueError) as e:  # oneDNN refuses some shapes, or its layout; say which
                 timings[kernel] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         layer.use_kernel(kept)
