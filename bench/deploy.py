@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/deploy.py [--models embedded,sd-turbo] [--settings fp32,w8a8,w4a8,mixed]
                                      [--threads 2] [--cache-mb MB] [--compile] [--json FILE]
+                                     [--device cuda --dtype float16]
 
 Each (model, setting) runs in a fresh process, so one measurement's memory cannot leak into the
 next. Peak RSS depends on glibc's allocator state too: its mmap threshold rises after large frees,
@@ -20,6 +21,10 @@ compiled the same way), with latency against FP32 eager (the target's baseline, 
 without a compiler) and against FP32 compiled (the compiler's own gain taken out).
 `--json FILE` writes per model and setting: bits, UNet bytes, peak RSS, latency (each with its
 ratio to FP32), layers per kernel, and the CPU.
+`--device cuda --dtype float16` measures on a GPU as its users run it: the float baseline is the
+model in `--dtype` (the "fp32" setting then means that dtype), the deployed layers compute with
+`dequant` (oneDNN's int8 kernels are CPU-only), and the peak of CUDA memory allocated is printed
+beside peak RSS. Weight-only settings (`w8`, `w4`) are what saves memory there.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from mixdq.deploy.compiling import compile_unet
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SETTINGS = ("fp32", "w8a8", "w4a8", "mixed")
+SETTINGS = ("fp32", "w8a8", "w4a8", "mixed", "w8", "w4")  # w8, w4: weights only
+DEFAULT_SETTINGS = ("fp32", "w8a8", "w4a8", "mixed")
 COMPILE_SUFFIX = "+compile"  # a setting's suffix: the UNet runs under torch.compile
 
 
@@ -65,10 +71,10 @@ def embedded_mixed(act_bits: int | None = 8) -> mixdq.Allocation:
     return mixdq.Allocation(weights, dict.fromkeys(weights, act_bits))
 
 
-def embedded(setting: str, cache_bytes: int | None, compile: bool) -> dict:
+def embedded(setting: str, cache_bytes: int | None, compile: bool, device: str, dtype: torch.dtype) -> dict:
     from mixdq.shapes import dataset
 
-    pipe = mixdq.load_pipeline()
+    pipe = mixdq.load_pipeline(dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     defaults = mixdq.generation_defaults()
     inventory = mixdq.build_inventory(pipe.unet)
@@ -81,20 +87,21 @@ def embedded(setting: str, cache_bytes: int | None, compile: bool) -> dict:
         deploy(pipe, cache_bytes=cache_bytes, compile=compile)
     elif compile:
         compile_unet(pipe.unet, call)
-    return _report(pipe, call, inventory, allocation, repeats=10)
+    return _report(pipe, call, inventory, allocation, repeats=10, dtype=dtype)
 
 
-def sd_turbo(setting: str, cache_bytes: int | None, compile: bool) -> dict:
+def sd_turbo(setting: str, cache_bytes: int | None, compile: bool, device: str, dtype: torch.dtype) -> dict:
     from diffusers import UNet2DConditionModel
 
     config = mixdq.load_unet_config("sd-turbo")
     torch.manual_seed(0)
     unet = UNet2DConditionModel.from_config(config).eval()
     inventory = mixdq.build_inventory(unet)
+    unet.to(device, dtype)
     allocation = _allocation(setting, inventory.names, lambda: sd_turbo_mixed(inventory.names))
     g = torch.Generator().manual_seed(0)
-    text = torch.randn(1, 77, config["cross_attention_dim"], generator=g)
-    latents = torch.randn(1, 4, 64, 64, generator=g)
+    text = torch.randn(1, 77, config["cross_attention_dim"], generator=g).to(device, dtype)
+    latents = torch.randn(1, 4, 64, 64, generator=g).to(device, dtype)
     call = lambda: unet(latents, 999, encoder_hidden_states=text)  # noqa: E731
     if allocation is not None:
         mixdq.prepare(unet)
@@ -104,7 +111,7 @@ def sd_turbo(setting: str, cache_bytes: int | None, compile: bool) -> dict:
         deploy(unet, bos=text[0, 0], sample=call, cache_bytes=cache_bytes, compile=compile)
     elif compile:
         compile_unet(unet, call)
-    return _report(unet, call, inventory, allocation, repeats=2)
+    return _report(unet, call, inventory, allocation, repeats=2, dtype=dtype)
 
 
 def _allocation(setting: str, names: list[str], mixed) -> mixdq.Allocation | None:
@@ -112,21 +119,22 @@ def _allocation(setting: str, names: list[str], mixed) -> mixdq.Allocation | Non
         return None
     if setting == "mixed":
         return mixed()
-    return mixdq.Allocation.uniform(names, int(setting[1]), int(setting[3]))  # "w8a8" -> 8, 8
+    return mixdq.Allocation.uniform(names, int(setting[1]), int(setting[3]) if len(setting) > 2 else None)  # "w8a8"
 
 
-def _report(model, call, inventory, allocation, repeats) -> dict:
-    r = report(model, inventory, allocation, call, repeats=repeats).to_dict()
+def _report(model, call, inventory, allocation, repeats, dtype) -> dict:
+    r = report(model, inventory, allocation, call, repeats=repeats, fp_bits=torch.finfo(dtype).bits).to_dict()
     if allocation is None:
         r["kernels"] = dict.fromkeys(r["kernels"], 0) | {"float": len(inventory)}
     return r | dict(layers=len(inventory))
 
 
-def child(model: str, setting: str, threads: int, cache_bytes: int | None) -> None:
+def child(model: str, setting: str, threads: int, cache_bytes: int | None, device: str, dtype: str) -> None:
     torch.set_num_threads(threads)
     base, compiled, _ = setting.partition(COMPILE_SUFFIX)
+    measure = {"embedded": embedded, "sd-turbo": sd_turbo}[model]
     with torch.no_grad():
-        print(json.dumps({"embedded": embedded, "sd-turbo": sd_turbo}[model](base, cache_bytes, bool(compiled))))
+        print(json.dumps(measure(base, cache_bytes, bool(compiled), device, getattr(torch, dtype))))
 
 
 def _with_ratios(results: dict) -> dict:
@@ -138,6 +146,7 @@ def _with_ratios(results: dict) -> dict:
         out[setting] = dict(bits=r["avg_weight_bits"], unet_bytes=r["unet_bytes"], unet_bytes_x_fp32=ratio("unet_bytes"),
                             peak_rss_bytes=r["peak_rss_bytes"], peak_rss_x_fp32=ratio("peak_rss_bytes"),
                             latency_s=r["latency_s"], latency_x_fp32=ratio("latency_s"), kernels=r["kernels"],
+                            peak_gpu_bytes=r["peak_gpu_bytes"], peak_gpu_x_fp32=ratio("peak_gpu_bytes"),
                             simulated_weight_bytes=r["simulated_weight_bytes"],
                             measured_weight_bytes=r["measured_weight_bytes"])
         if fp_compiled is not None:  # the compiler's own gains, apart: compiled against compiled
@@ -151,7 +160,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-mb", type=float, default=None,
                         help="memory allowance beyond the codes, MB (default: deploy's, 1/8 of the code bytes)")
-    parser.add_argument("--settings", default=",".join(SETTINGS), help="which of them (fp32 is always run)")
+    parser.add_argument("--settings", default=",".join(DEFAULT_SETTINGS),
+                        help=f"which of {','.join(SETTINGS)} (fp32 is always run)")
+    parser.add_argument("--device", default="cpu", help="torch device (cuda: deployed layers run dequant)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                        help="the model's float dtype (the baseline; GPUs: float16)")
     parser.add_argument("--compile", action="store_true",
                         help="also run every setting under torch.compile (deploy(compile=True); FP32 compiled alike)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
@@ -159,27 +172,32 @@ def main() -> None:
     args = parser.parse_args()
     cache_bytes = None if args.cache_mb is None else int(args.cache_mb * 1e6)
     if args.child:
-        return child(*args.child, args.threads, cache_bytes)
+        return child(*args.child, args.threads, cache_bytes, args.device, args.dtype)
     start(args.threads)
-    everything = dict(cpu=cpu_summary(args.threads), cache_mb=args.cache_mb, models={})
+    everything = dict(cpu=cpu_summary(args.threads), cache_mb=args.cache_mb, models={}, device=args.device,
+                      dtype=args.dtype, gpu=torch.cuda.get_device_name() if args.device.startswith("cuda") else None)
+    if everything["gpu"]:
+        print(f"GPU: {everything['gpu']}, float baseline in {args.dtype}")
     for model in args.models.split(","):
         results = {}
         chosen = ("fp32", *[s for s in SETTINGS if s != "fp32" and s in args.settings.split(",")])
         for setting in chosen + (tuple(s + COMPILE_SUFFIX for s in chosen) if args.compile else ()):
             cache = [] if args.cache_mb is None else ["--cache-mb", str(args.cache_mb)]
             out = subprocess.run([sys.executable, __file__, "--child", model, setting, "--threads", str(args.threads),
-                                  *cache], capture_output=True, text=True, cwd=ROOT)
+                                  "--device", args.device, "--dtype", args.dtype, *cache],
+                                 capture_output=True, text=True, cwd=ROOT)
             if out.returncode != 0:
                 print(f"{model} {setting}: failed\n{out.stderr[-2000:]}")
                 continue
             results[setting] = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{model} {setting}: {results[setting]['latency_s'] * 1e3:.0f} ms", flush=True)  # long runs
         fp = results["fp32"]
         everything["models"][model] = _with_ratios(results)
         print(f"\n{model} ({args.threads} threads; ratios against FP32 in the same run"
               + (", and against FP32 compiled)" if args.compile else ")"))
         print(f"{'setting':<14} {'bits':>5} {'UNet MB':>8} {'x FP32':>7} {'weights: simulated':>19} {'measured':>9} "
               f"{'RSS before':>10} {'peak RSS MB':>11} {'x FP32':>7} {'latency':>9} {'x FP32':>7} {'x compiled':>10}"
-              "  layers per kernel")
+              f"{' peak GPU MB  x FP32' if everything['gpu'] else ''}  layers per kernel")
         mb = lambda b: float("nan") if b is None else b / 1e6  # noqa: E731
         for setting, r in results.items():
             x = everything["models"][model][setting]
@@ -187,7 +205,8 @@ def main() -> None:
                   f"{r['simulated_weight_bytes'] / 1e6:16.1f} MB {r['measured_weight_bytes'] / 1e6:6.1f} MB "
                   f"{mb(r['resident_before_bytes']):10.0f} {mb(r['peak_rss_bytes']):11.0f} "
                   f"{mb(r['peak_rss_bytes']) / mb(fp['peak_rss_bytes']):7.3f} "
-                  f"{r['latency_s'] * 1e3:7.0f}ms {x['latency_x_fp32']:7.2f} {x.get('latency_x_fp32_compiled', math.nan):10.2f}  "
+                  f"{r['latency_s'] * 1e3:7.0f}ms {x['latency_x_fp32']:7.2f} {x.get('latency_x_fp32_compiled', math.nan):10.2f}"
+                  + (f" {mb(r['peak_gpu_bytes']):11.0f} {x['peak_gpu_x_fp32']:7.3f}" if everything["gpu"] else "") + "  "
                   + ", ".join(f"{k} {n}" for k, n in r["kernels"].items() if n))
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1) + "\n")

@@ -166,6 +166,26 @@ def test_layers_without_integer_inputs_fall_back_and_say_why(weight, act):
             assert layer.spec.kernel_reason.startswith("int8 asked for, but its activations stay floating point")
 
 
+@pytest.mark.parametrize("kernel", ["int8", "int8-unpack", "int8-repack"])
+def test_layers_moved_off_the_cpu_leave_onednn_for_dequant_and_say_why(kernel):
+    """oneDNN's packed weights exist on the CPU only: `.to(device)` (here `meta`, which any
+    machine has; tests/test_cuda.py does it for real on a GPU) re-holds the codes there."""
+    model, x = sd_like_layers()
+    _calibrated(model, x, mixdq.Allocation.uniform(list(model), 4, 8))
+    with torch.no_grad():
+        deploy(model, kernel=kernel)
+    layers = deployed_layers(model)
+    codes = {n: m._stored_codes(m.centred_weight()) for n, m in layers.items()}
+    model.to("meta")
+    for name, layer in layers.items():
+        assert layer.kernel == "dequant", name
+        assert layer.spec.kernel_reason == (f"{kernel} chosen on the CPU, but oneDNN's int8 kernels run on "
+                                            "the CPU only and this layer moved to meta")
+        assert layer.weight_codes.is_meta and layer.weight_codes.shape == codes[name].shape
+        assert layer._packed_int8 is None and layer._blocked is None
+        assert "run on the CPU" in layer.unsupported("int8")
+
+
 def test_auto_keeps_the_fastest_kernel_measured_on_the_real_shape():
     model, x = sd_like_layers()
     names = list(model)
@@ -185,6 +205,17 @@ def test_auto_keeps_the_fastest_kernel_measured_on_the_real_shape():
         if not eight:  # no allowance: the codes stay at their bits
             held_as_int8 = layer.numel + layer.weight_shape[0] * 5  # a byte per weight, a scale and zero-point per channel
             assert layer._packed_int8 is None and layer.weight_bytes() < held_as_int8
+
+
+def test_auto_says_why_a_layer_has_no_int8_kernel():
+    model, x = sd_like_layers()
+    _calibrated(model, x, mixdq.Allocation.uniform(list(model), 4, None))
+    with torch.no_grad():
+        deploy(model, sample=lambda: [layer(x[name]) for name, layer in model.items()])
+    for layer in deployed_layers(model).values():
+        assert layer.kernel == "dequant" and layer.spec.kernel_reason == (
+            "fastest measured; no int8 kernel: its activations stay floating point, and int8 kernels take "
+            "integer inputs")
 
 
 def test_a_memory_allowance_buys_speed_where_it_saves_most_per_byte():

@@ -29,8 +29,8 @@ def layer_spec(layer: QuantMixin, bos: torch.Tensor | None) -> tuple[LayerSpec, 
     wbits, abits = layer.weight_bits, layer.act_bits
     kind = "Conv2d" if w.dim() == 4 else "Linear"
     tensors: dict[str, torch.Tensor] = {}
-    if layer.bias is not None:
-        tensors["bias"] = layer.bias.detach().float()
+    if layer.bias is not None:  # in the model's dtype, as a float weight is: an fp16 model stays fp16
+        tensors["bias"] = layer.bias.detach()
     geometry, act = {}, {}
     if kind == "Conv2d":
         if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
@@ -46,9 +46,10 @@ def layer_spec(layer: QuantMixin, bos: torch.Tensor | None) -> tuple[LayerSpec, 
         if bos is None:
             raise MixDQError(f"{layer.layer_name} is BOS-aware: deploy the pipeline (not the bare UNet) "
                              "or pass bos=mixdq.deploy.bos_embedding(pipe)")
-        tensors["bos_output"] = F.linear(bos.to(w), w, tensors.get("bias"))
+        bias = None if layer.bias is None else layer.bias.detach().float()
+        tensors["bos_output"] = F.linear(bos.to(w), w, bias)
     if wbits is None:
-        tensors["weight"] = w
+        tensors["weight"] = layer.weight.detach()
         return spec, tensors
     qp = weight_qparams(w, wbits, layer.config.weight)
     codes = quantize(w, qp)  # the simulated layer's codes, exactly

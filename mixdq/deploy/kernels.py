@@ -57,7 +57,7 @@ def time_kernels(layer: DeployedLayer, shape: tuple[int, ...], kernels: list[str
     the float op ("float", for reference). A kernel that fails on this shape maps to its error.
     `compiled`: int8 kernels are called as a compiled graph calls them (one opaque custom op, whose
     dispatch costs tens of microseconds more than a direct call)."""
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(layer.weight_scale.device)
     kept = layer.kernel
     timings: dict[str, float | str] = {}
     with torch.no_grad():
@@ -147,6 +147,8 @@ def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tup
         ms = {k: v for k, v in timings.items() if not isinstance(v, str)}
         cost = compiled_costs(ms) if compiled else ms
         notes = "".join(f"; {k} failed: {v}" for k, v in timings.items() if isinstance(v, str))
+        if not fallback and (why := layer.unsupported("int8")):  # e.g. on a GPU, or weight-only
+            notes += f"; no int8 kernel: {why}"
         own_bits = [k for k in usable if k in ms and k != "int8-unpack"
                     and (k != "int8" or not _int8_extra_bytes(layer))]
         best = min(own_bits, key=cost.__getitem__)

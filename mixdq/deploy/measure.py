@@ -92,14 +92,18 @@ def peak_rss_during(fn: Callable[[], T]) -> tuple[T, int | None]:
 def latency(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_seconds: float = 0.0,
             max_repeats: int | None = None) -> float:
     """Median seconds per call: `repeats` calls, or more until `min_seconds` have passed (at most
-    `max_repeats`), after `warmup` calls."""
+    `max_repeats`), after `warmup` calls. GPU work is waited for: a CUDA call returns before its
+    kernels finish."""
+    sync = torch.cuda.synchronize if torch.cuda.is_initialized() else lambda: None
     for _ in range(warmup):
         fn()
+    sync()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < repeats or (time.perf_counter() - start < min_seconds and len(times) < (max_repeats or 1 << 30)):
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -128,25 +132,31 @@ class DeployReport:
     latency_s: float  # median per call
     avg_weight_bits: float
     kernels: dict[str, int]  # layers per kernel ("float": floating-point weights)
+    peak_gpu_bytes: int | None = None  # CUDA memory allocated at the call's peak (None: no GPU used)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def report(model, inventory: Inventory, allocation: Allocation | None, call: Callable[[], object],
-           repeats: int = 3) -> DeployReport:
+           repeats: int = 3, fp_bits: int = 32) -> DeployReport:
     """Measure `model` (pipeline or UNet) running `call` (one generation, or one UNet call).
-    `allocation` None means the float model. Floating-point layers count 32 bits on both sides:
-    deployed models keep them as they were (fp32 on the CPU)."""
-    simulated = memory_report(inventory, allocation or Allocation(), fp_bits=32)
+    `allocation` None means the float model. Floating-point layers count `fp_bits` on both sides:
+    deployed models keep them as they were (fp32 on the CPU, fp16 as GPUs run them)."""
+    simulated = memory_report(inventory, allocation or Allocation(), fp_bits=fp_bits)
+    gpu = torch.cuda.is_initialized()
     with torch.no_grad():
         release_free_memory()
         before = resident_bytes()
+        if gpu:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         _, peak = peak_rss_during(call)
+        peak_gpu = torch.cuda.max_memory_allocated() if gpu else None
         seconds = latency(call, repeats=repeats, warmup=0)
     kernels = kernel_counts({n: m for n, m in unet_of(model).named_modules() if isinstance(m, DeployedLayer)})
     return DeployReport(simulated.weight_bytes, weight_bytes(model), module_bytes(model), before, peak,
-                        seconds, simulated.avg_weight_bits, kernels)
+                        seconds, simulated.avg_weight_bits, kernels, peak_gpu)
 
 
 def kernel_table(source) -> pd.DataFrame:

@@ -194,6 +194,15 @@ class DeployedLayer(nn.Module, ABC):
             codes = self._stored_codes(centred)
         self._packed_int8, self._blocked, self.weight_codes = prepacked, blocked, codes
 
+    def _apply(self, fn, recurse=True):
+        """`.to(device)` and the like. oneDNN's packed weights cannot leave the CPU, so a layer
+        moved elsewhere (`pipe.to("cuda")`) first takes back its stored codes and computes with
+        `dequant` there, as the simulation does."""
+        if self.int8 and (target := fn(self.weight_scale).device).type != "cpu":
+            self.use_kernel("dequant", reason=f"{self.kernel} chosen on the CPU, but oneDNN's int8 kernels run "
+                            f"on the CPU only and this layer moved to {target}", input_shape=self.spec.input_shape)
+        return super()._apply(fn, recurse)
+
     def _layout_key(self) -> tuple:
         """What oneDNN's packing depends on besides the weight's shape."""
         return (type(self).__name__, *self.spec.conv_kwargs().values())
@@ -245,6 +254,8 @@ class DeployedLayer(nn.Module, ABC):
             return "its activations stay floating point, and int8 kernels take integer inputs"
         if self.weight_zero_point is not None and self.weight_bits == 8:
             return "asymmetric 8-bit weights (code - zero-point) do not fit int8"
+        if self.weight_scale.device.type != "cpu":
+            return f"oneDNN's int8 kernels run on the CPU, and this layer is on {self.weight_scale.device}"
         if not int8_kernels_available():
             return "this PyTorch build has no oneDNN int8 kernels"
         if kernel == "int8-unpack":
@@ -349,8 +360,8 @@ class DeployedLayer(nn.Module, ABC):
         """What both int8 ops take alike, for output channels `rows`. Their `.default` overloads are
         the ones whose input scale and zero-point are Python numbers (`.tensor` wants tensors)."""
         return dict(x_scale=self.spec.act_scale, x_zero_point=self._x_zero_point, qw=packed,
-                    w_scale=self.weight_scale[rows], w_zero_point=self._w_zero_point[rows],
-                    bias=None if self.bias is None else self.bias[rows], **_FLOAT_OUTPUT)
+                    w_scale=self.weight_scale[rows].float(), w_zero_point=self._w_zero_point[rows],
+                    bias=None if self.bias is None else self.bias[rows].float(), **_FLOAT_OUTPUT)
 
     def extra_repr(self) -> str:
         kernel = f", {self.kernel} kernel" if self.kernel else ""
@@ -377,13 +388,18 @@ class DeployedLayer(nn.Module, ABC):
         """oneDNN's int8 op on uint8 input codes, fp32 out (output channels `rows`)."""
 
 
+def _like(t: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """`t` in `x`'s dtype (the float ops want one dtype; a no-op when it already is)."""
+    return None if t is None else t.to(x.dtype)
+
+
 class DeployedLinear(DeployedLayer):
     # what pipelines read off nn.Linear (SDXL checks add_embedding.linear_1.in_features)
     in_features = property(lambda self: self.weight_shape[1])
     out_features = property(lambda self: self.weight_shape[0])
 
     def _op(self, x, weight):
-        return F.linear(x, weight, self.bias)
+        return F.linear(x, weight, _like(self.bias, x))
 
     def output_shape(self, input_shape):
         return (*input_shape[:-1], self.weight_shape[0])
@@ -412,7 +428,7 @@ class DeployedConv2d(DeployedLayer):
     groups = property(lambda self: self.spec.groups)
 
     def _op(self, x, weight):
-        return F.conv2d(x, weight, self.bias, **self.spec.conv_kwargs())
+        return F.conv2d(x, weight, _like(self.bias, x), **self.spec.conv_kwargs())
 
     def output_shape(self, input_shape):
         s = self.spec

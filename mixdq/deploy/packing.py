@@ -25,9 +25,9 @@ def pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
         raise ValueError(f"codes must lie in [0, {2**bits - 1}] for {bits}-bit packing")
     pad = (-flat.numel()) % 8
     groups = torch.nn.functional.pad(flat, (0, pad)).view(-1, 8)
-    shifts = torch.arange(8, dtype=torch.int64) * bits
+    shifts = torch.arange(8, dtype=torch.int64, device=flat.device) * bits
     words = (groups << shifts).sum(dim=1)  # at most 48 bits used: no overflow
-    byte_shifts = torch.arange(bits, dtype=torch.int64) * 8
+    byte_shifts = torch.arange(bits, dtype=torch.int64, device=flat.device) * 8
     return ((words[:, None] >> byte_shifts) & 0xFF).to(torch.uint8).reshape(-1)
 
 
@@ -38,13 +38,13 @@ def unpack(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
     if 8 % bits == 0:  # codes never straddle a byte: same layout, read byte-wise (~10x faster)
         mask = 2**bits - 1
         if torch.compiler.is_compiling():  # one broadcast shift fuses into one loop (a stack does not)
-            shifts = torch.arange(0, 8, bits, dtype=torch.uint8)
+            shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=packed.device)
             return ((packed[:, None] >> shifts) & mask).reshape(-1)[:numel]
         # eagerly, a stack of shifted copies is faster on large weights (1.0 vs 1.5 ms at 3.7 M)
         return torch.stack([(packed >> s) & mask for s in range(0, 8, bits)], dim=1).reshape(-1)[:numel]
-    byte_shifts = torch.arange(bits, dtype=torch.int64) * 8
+    byte_shifts = torch.arange(bits, dtype=torch.int64, device=packed.device) * 8
     words = (packed.view(-1, bits).to(torch.int64) << byte_shifts).sum(dim=1)
-    shifts = torch.arange(8, dtype=torch.int64) * bits
+    shifts = torch.arange(8, dtype=torch.int64, device=packed.device) * bits
     codes = (words[:, None] >> shifts) & (2**bits - 1)
     return codes.reshape(-1)[:numel].to(torch.uint8)
 
