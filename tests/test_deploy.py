@@ -41,13 +41,17 @@ def test_pack_unpack_round_trip_is_exact(bits, numel):
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 5, 6])
 @pytest.mark.parametrize("numel", [0, 1, 9, 4099])
-def test_bit_planes_round_trip_at_the_same_bytes(bits, numel):
-    from mixdq.deploy.packing import pack_planes, unpack_planes
+def test_split_planes_round_trip_at_the_same_bytes(bits, numel):
+    from mixdq.deploy.packing import pack_split, split_length, unpack_split_into
 
-    codes = torch.randint(0, 2**bits, (numel,), dtype=torch.uint8, generator=torch.Generator().manual_seed(numel))
-    planes = pack_planes(codes, bits)
+    half = 2 ** (bits - 1)
+    values = torch.randint(-half, half, (numel,), dtype=torch.int8, generator=torch.Generator().manual_seed(numel))
+    values[:2] = torch.tensor([-half, half - 1])[: min(numel, 2)]  # both ends of the range
+    planes = pack_split(values, bits)
     assert sum(p.numel() for p in planes) == packed_nbytes(numel, bits)
-    assert torch.equal(unpack_planes(planes, bits, numel), codes)
+    out = torch.full((split_length(numel),), 99, dtype=torch.int8)
+    unpack_split_into(planes, bits, out)
+    assert torch.equal(out[:numel], values) and not out[numel:].any()  # the padding holds zeros
 
 
 def test_pack_refuses_codes_out_of_range():

@@ -27,7 +27,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from .packing import pack_planes, unpack_planes
+from .packing import pack_split, split_length, unpack_split_into
 
 _DIGIT = 7  # bits of the weight index per packing pass: positive int8 values
 _DIGITS = 4  # so up to 2^28 weights per layer
@@ -57,7 +57,7 @@ class BlockedChunk:
     `bits`, plus the tail oneDNN keeps after the weights (per-channel compensation)."""
 
     rows: slice
-    planes: tuple[torch.Tensor, ...]  # `bits` per weight as bit planes (padding holds the code of 0)
+    planes: tuple[torch.Tensor, ...]  # `bits` per weight, split planes (`packing.pack_split`)
     bits: int
     length: int  # weights (and padding) in blocked order
     tail: torch.Tensor  # int8
@@ -68,8 +68,15 @@ class BlockedChunk:
         return sum(p.nbytes for p in self.planes) + self.tail.nbytes
 
     def fill(self, view: torch.Tensor) -> None:
-        codes = unpack_planes(self.planes, self.bits, self.length)
-        torch.sub(codes.view(torch.int8), 2 ** (self.bits - 1), out=view[: self.length])
+        """Write the weights and the tail into `view` (a scratch weight's bytes). The weights are
+        unpacked in place: a few sequential passes, with no temporary the size of the chunk."""
+        n = split_length(self.length)
+        if n <= view.numel():  # the padding lands where the tail goes next
+            unpack_split_into(self.planes, self.bits, view[:n])
+        else:
+            padded = torch.empty(n, dtype=torch.int8)
+            unpack_split_into(self.planes, self.bits, padded)
+            view[: self.length] = padded[: self.length]
         view[self.length:] = self.tail
 
 
@@ -119,7 +126,7 @@ def to_blocked(centred: torch.Tensor, bits: int, prepack: Prepack, key: tuple) -
         blocked = torch.where(position > 0, flat[(position - 1).clamp(min=0).long()], torch.zeros((), dtype=torch.int8))
         if not torch.equal(blocked, packed[:length]):
             raise LayoutError("oneDNN's int8 packing here is not a permutation of the weights")
-        planes = pack_planes((blocked.to(torch.int16) + 2 ** (bits - 1)).to(torch.uint8), bits)
+        planes = pack_split(blocked, bits)
         chunks.append(BlockedChunk(part, planes, bits, length, packed[length:].clone(),
                                    key + (shape, packed.numel())))
     return BlockedWeight(tuple(chunks))
