@@ -18,7 +18,7 @@ def packed_nbytes(numel: int, bits: int) -> int:
 
 def pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """Flat uint8 tensor of `packed_nbytes(codes.numel(), bits)` bytes."""
-    if bits not in PACKED_BITS:
+    if bits not in (1, *PACKED_BITS):  # 1: a bit plane (bench/unpack.py's interleaved planes)
         raise ValueError(f"packing is for {PACKED_BITS} bits; 8-bit codes are stored as they are")
     flat = codes.reshape(-1).to(torch.int64)
     if flat.numel() and (flat.min() < 0 or flat.max() >= 2**bits):
