@@ -21,6 +21,9 @@ compiled the same way), with latency against FP32 eager (the target's baseline, 
 without a compiler) and against FP32 compiled (the compiler's own gain taken out).
 `--json FILE` writes per model and setting: bits, UNet bytes, peak RSS, latency (each with its
 ratio to FP32), layers per kernel, and the CPU.
+`--aot` (embedded model) also measures each quantized setting as a user who saved it after
+`deploy(compile=True)` runs it: from the AOTInductor package, loaded in a process that never
+compiled (no compiler resident); its UNet bytes are the package's size on disk.
 `--device cuda --dtype float16` measures on a GPU as its users run it: the float baseline is the
 model in `--dtype` (the "fp32" setting then means that dtype), the deployed layers compute with
 `dequant` (oneDNN's int8 kernels are CPU-only), and the peak of CUDA memory allocated is printed
@@ -34,6 +37,7 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -48,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ("fp32", "w8a8", "w4a8", "mixed", "w8", "w4")  # w8, w4: weights only
 DEFAULT_SETTINGS = ("fp32", "w8a8", "w4a8", "mixed")
 COMPILE_SUFFIX = "+compile"  # a setting's suffix: the UNet runs under torch.compile
+AOT_SUFFIX = "+aot"  # ... or from its saved AOTInductor package, loaded in a fresh process
 
 
 
@@ -90,6 +95,33 @@ def embedded(setting: str, cache_bytes: int | None, compile: bool, device: str, 
     return _report(pipe, call, inventory, allocation, repeats=10, dtype=dtype)
 
 
+def embedded_aot(setting: str, folder: str, prepare: bool) -> dict:
+    """`prepare`: deploy with compile=True and save to `folder` (AOTInductor package included);
+    else, in a process that never compiled, load the package and measure it. UNet bytes: the
+    package on disk (codes, scales and machine code)."""
+    from mixdq.deploy import load_deployed_pipeline, read_manifest, save_deployed
+    from mixdq.shapes import dataset
+
+    if prepare:
+        pipe = mixdq.load_pipeline()
+        pipe.set_progress_bar_config(disable=True)
+        allocation = _allocation(setting, mixdq.load_inventory(None).names, embedded_mixed)
+        mixdq.quantize_(pipe, allocation, calibration=mixdq.generation_defaults().calibration(batch_size=32))
+        deploy(pipe, compile=True)
+        save_deployed(pipe, folder)
+        return {}
+    pipe = load_deployed_pipeline(folder)
+    pipe.set_progress_bar_config(disable=True)
+    caption = dataset.evaluation_captions(1)[0]
+    call = lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **mixdq.generation_defaults().as_kwargs())  # noqa: E731
+    manifest = read_manifest(folder)
+    r = report(pipe, mixdq.load_inventory(None), mixdq.Allocation.from_dict(manifest["allocation"]), call,
+               repeats=10).to_dict()
+    package = Path(folder) / manifest["aot"]["file"]
+    return r | dict(unet_bytes=package.stat().st_size, measured_weight_bytes=package.stat().st_size,
+                    kernels={"aot package": len(manifest["layers"])}, layers=len(manifest["layers"]))
+
+
 def sd_turbo(setting: str, cache_bytes: int | None, compile: bool, device: str, dtype: torch.dtype) -> dict:
     from diffusers import UNet2DConditionModel
 
@@ -129,11 +161,14 @@ def _report(model, call, inventory, allocation, repeats, dtype) -> dict:
     return r | dict(layers=len(inventory))
 
 
-def child(model: str, setting: str, threads: int, cache_bytes: int | None, device: str, dtype: str) -> None:
+def child(model: str, setting: str, threads: int, cache_bytes: int | None, device: str, dtype: str,
+          aot_folder: str | None, prepare: bool) -> None:
     torch.set_num_threads(threads)
-    base, compiled, _ = setting.partition(COMPILE_SUFFIX)
-    measure = {"embedded": embedded, "sd-turbo": sd_turbo}[model]
     with torch.no_grad():
+        if setting.endswith(AOT_SUFFIX):
+            return print(json.dumps(embedded_aot(setting.removesuffix(AOT_SUFFIX), aot_folder, prepare)))
+        base, compiled, _ = setting.partition(COMPILE_SUFFIX)
+        measure = {"embedded": embedded, "sd-turbo": sd_turbo}[model]
         print(json.dumps(measure(base, cache_bytes, bool(compiled), device, getattr(torch, dtype))))
 
 
@@ -167,12 +202,17 @@ def main() -> None:
                         help="the model's float dtype (the baseline; GPUs: float16)")
     parser.add_argument("--compile", action="store_true",
                         help="also run every setting under torch.compile (deploy(compile=True); FP32 compiled alike)")
+    parser.add_argument("--aot", action="store_true",
+                        help="embedded: also each quantized setting from its saved AOTInductor package (save_deployed "
+                             "after compile=True), loaded and measured in a process that never compiled")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "SETTING"), help=argparse.SUPPRESS)
+    parser.add_argument("--aot-folder", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     cache_bytes = None if args.cache_mb is None else int(args.cache_mb * 1e6)
     if args.child:
-        return child(*args.child, args.threads, cache_bytes, args.device, args.dtype)
+        return child(*args.child, args.threads, cache_bytes, args.device, args.dtype, args.aot_folder, args.prepare)
     start(args.threads)
     everything = dict(cpu=cpu_summary(args.threads), cache_mb=args.cache_mb, models={}, device=args.device,
                       dtype=args.dtype, gpu=torch.cuda.get_device_name() if args.device.startswith("cuda") else None)
@@ -181,11 +221,17 @@ def main() -> None:
     for model in args.models.split(","):
         results = {}
         chosen = ("fp32", *[s for s in SETTINGS if s != "fp32" and s in args.settings.split(",")])
-        for setting in chosen + (tuple(s + COMPILE_SUFFIX for s in chosen) if args.compile else ()):
+        aot = tuple(s + AOT_SUFFIX for s in chosen if s != "fp32") if args.aot and model == "embedded" else ()
+        for setting in chosen + (tuple(s + COMPILE_SUFFIX for s in chosen) if args.compile else ()) + aot:
             cache = [] if args.cache_mb is None else ["--cache-mb", str(args.cache_mb)]
-            out = subprocess.run([sys.executable, __file__, "--child", model, setting, "--threads", str(args.threads),
-                                  "--device", args.device, "--dtype", args.dtype, *cache],
-                                 capture_output=True, text=True, cwd=ROOT)
+            command = [sys.executable, __file__, "--child", model, setting, "--threads", str(args.threads),
+                       "--device", args.device, "--dtype", args.dtype, *cache]
+            with tempfile.TemporaryDirectory() as folder:
+                steps = [[*command, "--aot-folder", folder, "--prepare"], [*command, "--aot-folder", folder]]
+                for step in steps if setting in aot else [command]:
+                    out = subprocess.run(step, capture_output=True, text=True, cwd=ROOT)
+                    if out.returncode != 0:
+                        break
             if out.returncode != 0:
                 print(f"{model} {setting}: failed\n{out.stderr[-2000:]}")
                 continue

@@ -263,8 +263,12 @@ def cmd_report(args) -> int:
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 70):
             print(table.to_string(index=False))
         print("\nlayers per kernel: " + ", ".join(f"{k} {n}" for k, n in table["kernel"].value_counts().items()))
-        if read_manifest(args.folder).get("compile"):
-            print("kernels chosen for torch.compile: loading the folder compiles the UNet")
+        manifest = read_manifest(args.folder)
+        if manifest.get("compile"):
+            aot = manifest.get("aot") or {}
+            print(f"kernels chosen for torch.compile; saved ahead of time in {aot['file']} (torch {aot['torch']}), "
+                  "which loading runs without a compiler" if "file" in aot else
+                  "kernels chosen for torch.compile: loading the folder compiles the UNet")
     return 0
 
 
@@ -393,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory beyond the codes that fast kernels may hold (default: 1/8 of the code bytes)")
     p.add_argument("--compile", action="store_true",
                    help="choose kernels for torch.compile and compile the UNet (needs a C++ compiler; about a "
-                   "minute for the embedded model); loading the folder compiles it again")
+                   "minute for the embedded model); the folder also holds it compiled ahead of time (unet.pt2), which "
+                   "loading runs without a compiler")
 
     p = command("export-openvino", cmd_export_openvino,
                 "write the UNet as an OpenVINO IR with each layer at its allocated bits",

@@ -87,18 +87,38 @@ def test_kernels_are_chosen_for_the_compiled_model(compiled_deployment):
         assert spec.kernel_reason.startswith("fastest once compiled")
 
 
-def test_a_saved_compiled_deployment_loads_compiled(compiled_deployment, tmp_path):
-    pipe, _ = compiled_deployment
+def test_a_saved_compiled_deployment_loads_ahead_of_time_compiled(compiled_deployment, tmp_path, monkeypatch):
+    """save_deployed writes the AOTInductor package; loading runs it, with any batch size, and
+    says what to do for another resolution or another torch."""
+    from mixdq.deploy import checkpoint
+    from mixdq.deploy.ahead import AOTUNet
+
+    pipe, simulated = compiled_deployment
     before = _images(pipe, CAPTIONS[:1])
     save_deployed(pipe, tmp_path / "m")
-    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["compile"] is True
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["compile"] is True and manifest["aot"]["file"] == "unet.pt2"
+    assert manifest["aot"]["shapes"] == {"sample": [8, 8, 8], "encoder_hidden_states": [16, 64]}
     loaded = load_deployed_pipeline(tmp_path / "m")
     loaded.set_progress_bar_config(disable=True)
-    assert is_compiled(loaded.unet)
-    after = _images(loaded, CAPTIONS[:1])
-    assert torch.equal(before, after)
+    assert isinstance(loaded.unet, AOTUNet)
+    one = _images(loaded, CAPTIONS[:1])
+    three = mixdq.generate_images(loaded, CAPTIONS, batch_size=3, **mixdq.generation_defaults().as_kwargs())
+    psnr = lambda a, b: mixdq.metrics.psnr_db((a + 1) / 2, (b + 1) / 2)  # noqa: E731
+    assert psnr(one, before) > 45 and psnr(three, simulated) > 40
+    with pytest.raises(MixDQError, match="resolution it was deployed at"):
+        loaded("a cat", height=96, width=96, num_inference_steps=1, guidance_scale=0.0)
     eager = load_deployed_pipeline(tmp_path / "m", compile=False)
-    assert not is_compiled(eager.unet)
+    assert not is_compiled(eager.unet) and not isinstance(eager.unet, AOTUNet)
+    # another torch: compile again, with a warning (the package is machine code for this one)
+    monkeypatch.setattr(checkpoint.torch, "__version__", "0.0.0")
+    with pytest.warns(UserWarning, match="compiling it again"):
+        again = checkpoint.load_deployed(tmp_path / "m")
+    assert is_compiled(again) and not isinstance(again, AOTUNet)
+    monkeypatch.undo()
+    (tmp_path / "m" / "unet.pt2").write_bytes(b"not a package")
+    with pytest.raises(mixdq.errors.ConfigError, match="does not match its manifest"):
+        load_deployed_pipeline(tmp_path / "m")
 
 
 def test_compile_without_a_cxx_compiler_says_what_to_do_and_changes_nothing(monkeypatch):

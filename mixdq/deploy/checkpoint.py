@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import warnings
 from pathlib import Path
 
 import torch
@@ -68,11 +69,33 @@ def save_deployed(model, folder: str | Path, base_model: str | None = None) -> P
         unet_config=json.loads(json.dumps(dict(unet.config), default=list)),
         allocation=allocation.to_dict(), layers={n: m.spec.to_dict() for n, m in layers.items()},
         weights={"file": WEIGHTS, "sha256": _sha256(folder / WEIGHTS)}, compile=is_compiled(unet),
+        aot=_save_package(unet, layers, folder) if is_compiled(unet) else None,
         versions={"python": platform.python_version(), "torch": torch.__version__,
                   "diffusers": diffusers.__version__},
     )
     atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return folder
+
+
+def _save_package(unet, layers, folder: Path) -> dict:
+    """The compiled UNet saved ahead of time (`ahead`), as the manifest's `aot` entry: the file
+    and what it takes, or why there is none."""
+    from .ahead import PACKAGE, dequant_for_export, export_package
+    from .compiling import EXAMPLE
+    from .signature import add_embedding_in_features
+
+    example = getattr(unet, EXAMPLE, None)
+    if example is None:
+        return dict(skipped="no example call was recorded (deploy with a sample, or a pipeline)")
+    tmp = folder / f".tmp-{os.getpid()}-{PACKAGE}"  # AOTInductor wants the .pt2 ending
+    tmp.unlink(missing_ok=True)
+    with dequant_for_export(layers) as on_dequant:
+        export_package(unet, example, tmp)
+    os.chmod(tmp, 0o644)
+    tmp.replace(folder / PACKAGE)
+    return dict(file=PACKAGE, sha256=_sha256(folder / PACKAGE), inputs=list(example), torch=torch.__version__,
+                shapes={k: list(v.shape[1:]) for k, v in example.items() if k != "timestep"},
+                add_embedding_in_features=add_embedding_in_features(unet), dequant_in_package=on_dequant)
 
 
 def read_json_manifest(folder: str | Path, fmt: str, version: int, what: str, redo: str) -> dict:
@@ -96,15 +119,20 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def load_deployed(folder: str | Path, compile: bool | None = None):
-    """The deployed `UNet2DConditionModel` saved in `folder`, compiled (torch.compile, on its
-    first call) if `compile`, or by default if it was deployed with compile=True: its kernels
-    were chosen for that."""
+    """The deployed `UNet2DConditionModel` saved in `folder`, compiled if `compile`, or by default
+    if it was deployed with compile=True (its kernels were chosen for that): from the package
+    saved ahead of time when there is one this torch can run (`ahead.AOTUNet`: no compiler, in
+    about a second), else with torch.compile on its first call."""
     from diffusers import UNet2DConditionModel
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
     manifest = read_manifest(folder)
+    if (manifest.get("compile", False) if compile is None else compile) and (aot := _package(folder, manifest)):
+        from .ahead import AOTUNet
+
+        return AOTUNet(folder, manifest | {"aot": aot})
     weights = folder / manifest["weights"]["file"]
     if not weights.is_file():
         raise ConfigError(f"{weights} is missing; copy the whole folder, or save the model again")
@@ -134,6 +162,22 @@ def load_deployed(folder: str | Path, compile: bool | None = None):
     if manifest.get("compile", False) if compile is None else compile:
         compile_unet(unet)
     return unet
+
+
+def _package(folder: Path, manifest: dict) -> dict | None:
+    """The manifest's `aot` entry if its package can be run here; None to compile instead."""
+    aot = manifest.get("aot") or {}
+    if "file" not in aot:
+        return None
+    if aot["torch"] != torch.__version__:
+        warnings.warn(f"{folder}'s compiled UNet was built by torch {aot['torch']}, this is {torch.__version__}: "
+                      "compiling it again instead (save it again to keep the package)", stacklevel=3)
+        return None
+    path = folder / aot["file"]
+    if not path.is_file() or _sha256(path) != aot["sha256"]:
+        raise ConfigError(f"{path} is missing or does not match its manifest (SHA-256 differs): save the model "
+                          "again, or load with compile=False")
+    return aot
 
 
 def load_deployed_pipeline(folder: str | Path, base_model: str | None = ..., compile: bool | None = None):

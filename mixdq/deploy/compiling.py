@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ..errors import MixDQError
 
 COMPILED = "mixdq_compiled"  # attribute set on a UNet compiled here (recorded in the manifest)
+EXAMPLE = "mixdq_example_inputs"  # one call's inputs by name, kept for `ahead.export_package`
 
 
 def require_compiler() -> None:
@@ -39,14 +40,18 @@ def load_inductor() -> None:
         import torch._inductor.compile_fx  # noqa: F401
 
 
-def compile_unet(unet, warm_up: Callable[[], object] | None = None) -> None:
+def compile_unet(unet, warm_up: Callable[[], object] | None = None,
+                 example: dict[str, torch.Tensor] | None = None) -> None:
     """Compile `unet` in place (`nn.Module.compile`); `warm_up()` (a call of the shape to come)
     makes the compilation happen now, not in the first generation (about a minute on 2 cores for
-    the embedded model; each new input shape compiles again)."""
+    the embedded model; each new input shape compiles again). `example`: one call's inputs by
+    name, kept so that `save_deployed` can save the compiled UNet ahead of time (`ahead`)."""
     require_compiler()
     load_inductor()
     unet.compile(options={"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
     setattr(unet, COMPILED, True)
+    if example is not None:
+        setattr(unet, EXAMPLE, example)
     if warm_up is not None:
         with tqdm(total=1, desc="compiling the UNet (torch.compile)", leave=False) as bar:
             start = time.perf_counter()

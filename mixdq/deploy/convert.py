@@ -13,6 +13,7 @@ from ..layers import QuantMixin, require_layers, unet_of
 from ..quantizers import quantize, weight_qparams
 from .modules import DEPLOYED_CLASSES, DeployedLayer, LayerSpec
 from .packing import PACKED_BITS, pack
+from .signature import recording_inputs
 
 
 def bos_embedding(pipe) -> torch.Tensor:
@@ -93,7 +94,12 @@ def deploy(pipe, *, kernel: str | Mapping[str, str] = "auto", sample: Callable[[
         bos = bos_embedding(pipe)
     if sample is None and hasattr(pipe, "encode_prompt"):
         sample = lambda: pipe(prompt="", num_inference_steps=1, guidance_scale=0.0, output_type="latent")  # noqa: E731
-    shapes = {} if sample is None else record_input_shapes(layers, sample)
+    calls: list[dict[str, torch.Tensor]] = []
+    if sample is not None:
+        with recording_inputs(unet) as calls:
+            shapes = record_input_shapes(layers, sample)
+    else:
+        shapes = {}
     deployed = {}
     with torch.no_grad():
         for name, layer in layers.items():
@@ -102,7 +108,7 @@ def deploy(pipe, *, kernel: str | Mapping[str, str] = "auto", sample: Callable[[
             unet.set_submodule(name, deployed[name])
         choose_kernels(deployed, shapes, kernel, cache_bytes, compiled=compile)
         if compile:
-            compile_unet(unet, sample)
+            compile_unet(unet, sample, example=calls[0] if calls else None)
     return pipe
 
 

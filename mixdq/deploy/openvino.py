@@ -36,7 +36,6 @@ import platform
 import shutil
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -49,6 +48,7 @@ from ..layers import require_layers, unet_of
 from .checkpoint import _sha256, read_json_manifest
 from .convert import bos_embedding, layer_spec
 from .modules import DEPLOYED_CLASSES, DeployedLayer
+from .signature import ExportedUNet, UNetCall, add_embedding_in_features, record_unet_inputs, timestep_vector
 
 FORMAT = "mixdq-openvino"
 VERSION = 1
@@ -69,12 +69,6 @@ def _require_openvino():
     except ImportError:
         raise MixDQError("OpenVINO is not installed: pip install 'mixdq-studio[openvino]'") from None
     return openvino
-
-
-def _timestep(t) -> torch.Tensor:
-    """The UNet's timestep input as the IR takes it: a float32 vector of one (pipelines pass one
-    timestep for the whole batch)."""
-    return torch.as_tensor(t, dtype=torch.float32).reshape(-1)[:1]
 
 
 class _TracedLayer(nn.Module):
@@ -105,19 +99,6 @@ class _TracedLayer(nn.Module):
         return y if bos is None else torch.cat([bos, y], dim=1)
 
 
-class _UNetCall(nn.Module):
-    """The UNet with positional tensor inputs (what tracing takes) and a tensor output."""
-
-    def __init__(self, unet: nn.Module, names: tuple[str, ...]):
-        super().__init__()
-        self.unet, self.names = unet, names
-
-    def forward(self, *tensors):
-        kw = dict(zip(self.names, tensors, strict=True))
-        added = {k: kw.pop(k) for k in ("text_embeds", "time_ids") if k in kw}
-        return self.unet(**kw, added_cond_kwargs=added or None, return_dict=False)[0]
-
-
 class _VAEDecode(nn.Module):
     def __init__(self, vae: nn.Module):
         super().__init__()
@@ -125,29 +106,6 @@ class _VAEDecode(nn.Module):
 
     def forward(self, latents):
         return self.vae.decode(latents, return_dict=False)[0]
-
-
-def record_unet_inputs(pipe, run=None) -> list[dict[str, torch.Tensor]]:
-    """The tensors the pipeline hands its UNet in each call during `run()` (default: one step of an
-    empty prompt), by input name; the timestep as a float32 vector of one."""
-    calls: list[dict[str, torch.Tensor]] = []
-
-    def hook(_module, args, kwargs):
-        named = dict(zip(("sample", "timestep", "encoder_hidden_states"), args, strict=False)) | kwargs
-        seen = {k: named[k] for k in ("sample", "timestep", "encoder_hidden_states", "timestep_cond")
-                if isinstance(named.get(k), torch.Tensor)}
-        seen.update({k: v for k, v in (named.get("added_cond_kwargs") or {}).items() if isinstance(v, torch.Tensor)})
-        seen["timestep"] = _timestep(named["timestep"])
-        calls.append(seen)
-
-    run = run or (lambda: pipe(prompt="", num_inference_steps=1, guidance_scale=0.0, output_type="latent"))
-    handle = pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        handle.remove()
-    return calls
 
 
 @contextlib.contextmanager
@@ -250,10 +208,10 @@ def export_openvino(model, folder: str | os.PathLike, base_model: str | None = N
         # int8 (int16 for asymmetric 8 bits), unpacked once for tracing and for repacking
         centred = {n: m.centred_weight() for n, m in forms.items() if m.weight_bits is not None}
         inputs = dict(inputs) if inputs is not None else record_unet_inputs(model)[0]
-        inputs["timestep"] = _timestep(inputs["timestep"])
+        inputs["timestep"] = timestep_vector(inputs["timestep"])
         names = tuple(inputs)
         with _swapped(unet, {n: _TracedLayer(m, centred.get(n)) for n, m in forms.items()}):
-            ov_model = _convert(_UNetCall(unet, names), tuple(inputs.values()))
+            ov_model = _convert(UNetCall(unet, names), tuple(inputs.values()))
         decoder = None
         if vae_decoder and is_pipeline:
             latents = torch.zeros(1, model.vae.config.latent_channels, *inputs["sample"].shape[2:])
@@ -271,11 +229,10 @@ def export_openvino(model, folder: str | os.PathLike, base_model: str | None = N
         if decoder is not None:
             ov.save_model(decoder, tmp / VAE_XML, compress_to_fp16=False)
         allocation = Allocation({n: m.weight_bits for n, m in forms.items()}, {n: m.act_bits for n, m in forms.items()})
-        add_embedding = getattr(unet, "add_embedding", None)
         manifest = dict(
             format=FORMAT, version=VERSION, base_model=base_model,
             unet_config=json.loads(json.dumps(dict(unet.config), default=list)),
-            add_embedding_in_features=None if add_embedding is None else add_embedding.linear_1.in_features,
+            add_embedding_in_features=add_embedding_in_features(unet),
             inputs=list(names), allocation=allocation.to_dict(),
             layers={n: dict(weight_bits=m.weight_bits, act_bits=m.act_bits, bos=m.spec.bos,
                             stored=stored.get(n, "f32"), stored_bits=STORED_BITS[stored.get(n, "f32")])
@@ -355,43 +312,22 @@ def _compile(path: Path, options: dict[str, Any]):
     return _require_openvino().Core().compile_model(str(path), "CPU", options)
 
 
-class OpenVINOUNet(nn.Module):
-    """The exported UNet, compiled, behind `UNet2DConditionModel`'s call signature, so a
-    diffusers pipeline runs it unchanged. It holds no torch parameters. Options: as
-    `load_openvino_pipeline`."""
+class OpenVINOUNet(ExportedUNet):
+    """The exported UNet, compiled by OpenVINO, behind `UNet2DConditionModel`'s call signature.
+    Options: as `load_openvino_pipeline`."""
 
     def __init__(self, folder: str | os.PathLike, precision: str | None = "f32", threads: int | None = None,
                  exact: bool = True, config: dict[str, Any] | None = None, manifest: dict | None = None):
-        super().__init__()
-        from diffusers.configuration_utils import FrozenDict
-
         folder = Path(folder)
-        self.manifest = manifest = manifest or read_openvino_manifest(folder)
+        manifest = manifest or read_openvino_manifest(folder)
+        super().__init__(manifest["unet_config"], manifest["inputs"], manifest["add_embedding_in_features"])
+        self.manifest = manifest
         self.options = compile_options(precision, threads, exact, config)
-        self.config = FrozenDict(manifest["unet_config"])
-        in_features = manifest["add_embedding_in_features"]
-        if in_features is not None:  # SDXL pipelines read it off the UNet
-            self.add_embedding = SimpleNamespace(linear_1=SimpleNamespace(in_features=in_features))
         self.compiled = _compile(folder / XML, self.options)
         self._request = self.compiled.create_infer_request()
 
-    dtype = property(lambda self: torch.float32)
-    device = property(lambda self: torch.device("cpu"))
-
-    def forward(self, sample, timestep, encoder_hidden_states, timestep_cond=None, added_cond_kwargs=None,
-                return_dict: bool = True, **_ignored):
-        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
-
-        given = dict(sample=sample, timestep=_timestep(timestep),
-                     encoder_hidden_states=encoder_hidden_states, timestep_cond=timestep_cond,
-                     **(added_cond_kwargs or {}))
-        feed = {}
-        for name in self.manifest["inputs"]:
-            if given.get(name) is None:
-                raise MixDQError(f"the exported UNet needs input '{name}', which this call did not pass")
-            feed[name] = given[name].detach().float().cpu().contiguous().numpy()
-        out = torch.from_numpy(self._request.infer(feed)[0].copy())
-        return UNet2DConditionOutput(sample=out) if return_dict else (out,)
+    def run(self, tensors):
+        return torch.from_numpy(self._request.infer([t.numpy() for t in tensors])[0].copy())
 
 
 class OpenVINOVAE(nn.Module):
