@@ -59,10 +59,10 @@ def export_package(unet: nn.Module, inputs: dict[str, torch.Tensor], path: Path)
     example = {k: v if k == "timestep" else torch.cat([v, v]) for k, v in inputs.items()}
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     dynamic = tuple(None if k == "timestep" else {0: batch} for k in example)
-    with tqdm(total=2, desc="saving the compiled UNet (AOTInductor)", leave=False) as bar:
-        with torch.no_grad(), fx_config.patch(backed_size_oblivious=True), warnings.catch_warnings():
-            # torch's own pytree deprecation, raised inside export: about torch, not this model
-            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)`", FutureWarning)
+    with tqdm(total=2, desc="saving the compiled UNet (AOTInductor)", leave=False) as bar, warnings.catch_warnings():
+        # torch's own pytree deprecation, raised inside its packaging: about torch, not this model
+        warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)`", FutureWarning)
+        with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
             program = torch.export.export(UNetCall(unet, tuple(example)), tuple(example.values()),
                                           dynamic_shapes=(dynamic,), strict=False)
         bar.update()
