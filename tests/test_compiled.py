@@ -121,6 +121,22 @@ def test_a_saved_compiled_deployment_loads_ahead_of_time_compiled(compiled_deplo
         load_deployed_pipeline(tmp_path / "m")
 
 
+def test_a_package_that_cannot_be_exported_leaves_a_folder_that_compiles_on_loading(
+        compiled_deployment, tmp_path, monkeypatch):
+    from mixdq.deploy import ahead
+
+    def fail(*_args):
+        raise RuntimeError("export refused this graph")
+
+    monkeypatch.setattr(ahead, "export_package", fail)
+    with pytest.warns(UserWarning, match="could not be saved ahead of time .*export refused"):
+        save_deployed(compiled_deployment[0], tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["aot"] == {"skipped": "export failed: RuntimeError"}
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.json", "unet.safetensors"]
+    assert is_compiled(load_deployed_pipeline(tmp_path / "m").unet)
+
+
 def test_compile_without_a_cxx_compiler_says_what_to_do_and_changes_nothing(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-here")
     model, x = sd_like_layers()

@@ -88,9 +88,14 @@ def _save_package(unet, layers, folder: Path) -> dict:
     if example is None:
         return dict(skipped="no example call was recorded (deploy with a sample, or a pipeline)")
     tmp = folder / f".tmp-{os.getpid()}-{PACKAGE}"  # AOTInductor wants the .pt2 ending
-    tmp.unlink(missing_ok=True)
-    with dequant_for_export(layers) as on_dequant:
-        export_package(unet, example, tmp)
+    try:
+        with dequant_for_export(layers) as on_dequant:
+            export_package(unet, example, tmp)
+    except Exception as e:  # noqa: BLE001 - the package is an extra: the folder stays loadable without it
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"the compiled UNet could not be saved ahead of time ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:200]}); loading {folder} will compile it again", stacklevel=3)
+        return dict(skipped=f"export failed: {type(e).__name__}")
     os.chmod(tmp, 0o644)
     tmp.replace(folder / PACKAGE)
     return dict(file=PACKAGE, sha256=_sha256(folder / PACKAGE), inputs=list(example), torch=torch.__version__,
