@@ -211,6 +211,8 @@ def main() -> None:
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     cache_bytes = None if args.cache_mb is None else int(args.cache_mb * 1e6)
+    if args.aot and (args.device != "cpu" or args.dtype != "float32"):
+        parser.error("--aot measures CPU float32 packages (what save_deployed makes): drop --device/--dtype")
     if args.child:
         return child(*args.child, args.threads, cache_bytes, args.device, args.dtype, args.aot_folder, args.prepare)
     start(args.threads)
@@ -252,7 +254,8 @@ def main() -> None:
                   f"{mb(r['resident_before_bytes']):10.0f} {mb(r['peak_rss_bytes']):11.0f} "
                   f"{mb(r['peak_rss_bytes']) / mb(fp['peak_rss_bytes']):7.3f} "
                   f"{r['latency_s'] * 1e3:7.0f}ms {x['latency_x_fp32']:7.2f} {x.get('latency_x_fp32_compiled', math.nan):10.2f}"
-                  + (f" {mb(r['peak_gpu_bytes']):11.0f} {x['peak_gpu_x_fp32']:7.3f}" if everything["gpu"] else "") + "  "
+                  + (f" {mb(r['peak_gpu_bytes']):11.0f} {x['peak_gpu_x_fp32'] or math.nan:7.3f}" if everything["gpu"] else "")
+                  + "  "
                   + ", ".join(f"{k} {n}" for k, n in r["kernels"].items() if n))
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1) + "\n")

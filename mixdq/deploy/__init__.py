@@ -4,7 +4,9 @@ saved and loaded without pickle, and measured rather than computed.
     mixdq.quantize_(pipe, allocation, calibration=...)      # simulated
     deploy(pipe)                                             # real: packed / int8, in place
     save_deployed(pipe, "out/w8a8", base_model=None)         # safetensors + manifest.json
-    pipe = load_deployed_pipeline("out/w8a8")                # offline, no pickle
+    pipe = load_deployed_pipeline("out/w8a8")                # offline, no pickle (a compiled
+                                                             # deployment's unet.pt2 is machine code:
+                                                             # load only folders you trust)
     export_openvino(pipe, "out/ov")                          # a quantized pipeline, for OpenVINO
     pipe = load_openvino_pipeline("out/ov")                  # its UNet compiled by OpenVINO
 """

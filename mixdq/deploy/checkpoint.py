@@ -2,7 +2,10 @@
 and activation scales, UNet config, versions, and the SHA-256 of the weights file).
 
 Loading reads safetensors only (no pickle), checks the hash first, and rebuilds the UNet on the
-`meta` device, so nothing is allocated twice.
+`meta` device, so nothing is allocated twice. A UNet deployed with compile=True is also saved
+ahead of time as `unet.pt2` (`ahead`): machine code, which loading runs. The hash in the manifest
+beside it proves only that the two match, not who made them: load compiled folders you made or
+trust, or pass compile=False to read the safetensors alone.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def save_deployed(model, folder: str | Path, base_model: str | None = None) -> P
     unet = unet_of(model)
     layers = deployed_layers(unet)
     if not layers:
-        raise ConfigError("this model is not deployed; call mixdq.deploy.deploy(pipe) first")
+        raise ConfigError("this model is not deployed; call mixdq.deploy.deploy(pipe) first (a UNet loaded from "
+                          "its compiled package cannot be saved again: copy its folder instead)")
     tensors = {}
     for name, t in unet.state_dict().items():
         owner = name.rpartition(".")[0]
@@ -87,6 +91,8 @@ def _save_package(unet, layers, folder: Path) -> dict:
     example = getattr(unet, EXAMPLE, None)
     if example is None:
         return dict(skipped="no example call was recorded (deploy with a sample, or a pipeline)")
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in example.values()):
+        return dict(skipped="packages are made for CPU float32 models (what AOTUNet feeds them)")
     tmp = folder / f".tmp-{os.getpid()}-{PACKAGE}"  # AOTInductor wants the .pt2 ending
     try:
         with dequant_for_export(layers) as on_dequant:
@@ -124,10 +130,12 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def load_deployed(folder: str | Path, compile: bool | None = None):
-    """The deployed `UNet2DConditionModel` saved in `folder`, compiled if `compile`, or by default
-    if it was deployed with compile=True (its kernels were chosen for that): from the package
-    saved ahead of time when there is one this torch can run (`ahead.AOTUNet`: no compiler, in
-    about a second), else with torch.compile on its first call."""
+    """The deployed UNet saved in `folder`: a `UNet2DConditionModel` of deployed layers, compiled
+    (torch.compile, on its first call) if `compile`, or by default if it was deployed with
+    compile=True (its kernels were chosen for that). A compiled one comes from its package saved
+    ahead of time when there is one this torch can run: then it is an `ahead.AOTUNet` (no
+    compiler, loaded in about a second, no deployed layers to inspect: `kernel_table(folder)`
+    reads them from the manifest). `compile=False`: the eager deployment, from safetensors only."""
     from diffusers import UNet2DConditionModel
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -179,9 +187,10 @@ def _package(folder: Path, manifest: dict) -> dict | None:
                       "compiling it again instead (save it again to keep the package)", stacklevel=3)
         return None
     path = folder / aot["file"]
-    if not path.is_file() or _sha256(path) != aot["sha256"]:
-        raise ConfigError(f"{path} is missing or does not match its manifest (SHA-256 differs): save the model "
-                          "again, or load with compile=False")
+    if not path.is_file() or _sha256(path) != aot["sha256"]:  # never run it then: compile from the weights
+        warnings.warn(f"{path} is missing or does not match its manifest (SHA-256 differs): compiling the UNet "
+                      "again from the weights instead (save the model again to restore the package)", stacklevel=3)
+        return None
     return aot
 
 
