@@ -76,16 +76,21 @@ def embedded_mixed(act_bits: int | None = 8) -> mixdq.Allocation:
     return mixdq.Allocation(weights, dict.fromkeys(weights, act_bits))
 
 
-def embedded(setting: str, cache_bytes: int | None, compile: bool, device: str, dtype: torch.dtype) -> dict:
+def _one_image(pipe):
+    """What the embedded model's figures time: one held-out caption, seed 0, its default sampling."""
     from mixdq.shapes import dataset
 
+    caption, kwargs = dataset.evaluation_captions(1)[0], mixdq.generation_defaults().as_kwargs()
+    return lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **kwargs)
+
+
+def embedded(setting: str, cache_bytes: int | None, compile: bool, device: str, dtype: torch.dtype) -> dict:
     pipe = mixdq.load_pipeline(dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     defaults = mixdq.generation_defaults()
     inventory = mixdq.build_inventory(pipe.unet)
     allocation = _allocation(setting, inventory.names, embedded_mixed)
-    caption = dataset.evaluation_captions(1)[0]
-    call = lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **defaults.as_kwargs())  # noqa: E731
+    call = _one_image(pipe)
     if allocation is not None:
         calibration = defaults.calibration(batch_size=32)
         mixdq.quantize_(pipe, allocation, calibration=calibration)
@@ -100,7 +105,6 @@ def embedded_aot(setting: str, folder: str, prepare: bool) -> dict:
     else, in a process that never compiled, load the package and measure it. UNet bytes: the
     package on disk (codes, scales and machine code)."""
     from mixdq.deploy import load_deployed_pipeline, read_manifest, save_deployed
-    from mixdq.shapes import dataset
 
     if prepare:
         pipe = mixdq.load_pipeline()
@@ -112,8 +116,7 @@ def embedded_aot(setting: str, folder: str, prepare: bool) -> dict:
         return {}
     pipe = load_deployed_pipeline(folder)
     pipe.set_progress_bar_config(disable=True)
-    caption = dataset.evaluation_captions(1)[0]
-    call = lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **mixdq.generation_defaults().as_kwargs())  # noqa: E731
+    call = _one_image(pipe)
     manifest = read_manifest(folder)
     r = report(pipe, mixdq.load_inventory(None), mixdq.Allocation.from_dict(manifest["allocation"]), call,
                repeats=10).to_dict()
