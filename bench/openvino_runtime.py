@@ -1,6 +1,7 @@
 """MixDQ on OpenVINO against the CPU runtime people pick: OpenVINO FP32 and NNCF's own INT8/INT4.
 
-    .venv/bin/python bench/openvino_runtime.py [--models embedded,sd-turbo] [--threads 2] [--captions 128] [--json FILE]
+    .venv/bin/python bench/openvino_runtime.py [--models embedded,sd-turbo] [--threads 2] [--captions 128]
+        [--settings a,b] [--json FILE]
 
 Settings, each prepared in its own process (artifacts under out/bench-openvino/MODEL/SETTING)
 and measured in another, fresh one per precision hint, so no setting's memory or threads leak
@@ -15,6 +16,9 @@ into the next:
                  smaller groups where channels are not a multiple of 128: its ADJUST fallback)
   mixdq-w8a8     our export (mixdq.deploy.export_openvino), W8A8
   mixdq-mixed    our export, the mixed ~4-bit A8 allocation
+  mixdq-w8a8-qk  our export, W8A8 with self-attention's query and key on 8-bit grids too
+                 (QuantConfig(self_attention_bits=8): what NNCF's PTQ does to attention)
+  mixdq-mixed-qk our export, the mixed ~4-bit A8 allocation, the same
   mixdq-w8       (embedded) our export, 8-bit weights, float activations: NNCF INT8 WC's equal
   mixdq-w8-asym  (embedded) the same with asymmetric weights (a zero-point per channel, as NNCF's)
   mixdq-mixed-w  (embedded) our export, the mixed ~4-bit weights, float activations
@@ -63,7 +67,9 @@ from mixdq.deploy.openvino import (
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "out" / "bench-openvino"
 SETTINGS = ("pt-fp32", "pt-w8a8", "pt-mixed", "ov-fp32", "nncf-ptq", "nncf-int8-wc", "nncf-int4-wc",
-            "mixdq-w8a8", "mixdq-mixed", "mixdq-w8", "mixdq-w8-asym", "mixdq-mixed-w")
+            "mixdq-w8a8", "mixdq-mixed", "mixdq-w8a8-qk", "mixdq-mixed-qk", "mixdq-w8", "mixdq-w8-asym",
+            "mixdq-mixed-w")
+BASELINES = ("pt-fp32", "ov-fp32", "nncf-ptq")  # every run has them: the ratios' 1x (NNCF's PTQ reads ov-fp32)
 WEIGHT_ONLY = ("mixdq-w8", "mixdq-w8-asym", "mixdq-mixed-w")  # embedded only: equals of NNCF's weight compression
 HINTS = {"f32": "f32", "default": None}
 
@@ -162,8 +168,12 @@ def prepare(model_name: str, setting: str) -> None:
         if setting == "ov-fp32":
             mixdq.prepare(model.unet)  # every layer floating point: plain OpenVINO FP32
         else:
-            asymmetric = mixdq.QuantConfig(weight=mixdq.WeightQuantConfig(symmetric=False))
-            model.quantize(_allocation(model, setting), asymmetric if setting.endswith("-asym") else None)
+            config = None
+            if setting.endswith("-asym"):
+                config = mixdq.QuantConfig(weight=mixdq.WeightQuantConfig(symmetric=False))
+            elif setting.endswith("-qk"):
+                config = mixdq.QuantConfig(self_attention_bits=8)
+            model.quantize(_allocation(model, setting), config)
         export_openvino(model.target, out, inputs=model.call_inputs(), bos=bos, vae_decoder=False)  # UNets only
     else:
         nncf_compress(model, setting, out)
@@ -284,9 +294,9 @@ def _child(*args: str, threads: int) -> str:
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
 
 
-def run_model(name: str, threads: int, captions: int) -> dict:
+def run_model(name: str, threads: int, captions: int, chosen: list[str]) -> dict:
     rows: dict[str, dict] = {}
-    settings = [s for s in SETTINGS if name == "embedded" or s not in WEIGHT_ONLY]
+    settings = [s for s in SETTINGS if (name == "embedded" or s not in WEIGHT_ONLY) and s in chosen]
     for setting in settings:
         print(f"  preparing {setting} ...", flush=True)
         _child("--prepare", name, setting, threads=threads)
@@ -307,7 +317,7 @@ def print_model(name: str, r: dict, threads: int) -> None:
     nncf = r["settings"]["nncf-ptq"]
     print(f"\n{name} ({threads} threads; ratios against PyTorch FP32 in the same run; "
           "OV hint f32 | default)")
-    print(f"{'setting':<13} {'MB on disk':>10} {'x FP32':>7} {'latency ms':>17} {'x FP32':>13} "
+    print(f"{'setting':<15} {'MB on disk':>10} {'x FP32':>7} {'latency ms':>17} {'x FP32':>13} "
           f"{'x NNCF PTQ':>13} {'peak RSS MB':>15}")
     for setting, by_hint in r["settings"].items():
         m = list(by_hint.values())
@@ -315,16 +325,16 @@ def print_model(name: str, r: dict, threads: int) -> None:
         xfp = " | ".join(f"{v['latency_s'] / fp['latency_s']:5.2f}" for v in m)
         xnn = " | ".join(f"{v['latency_s'] / n['latency_s']:5.2f}" for v, n in zip(m, nncf.values(), strict=False))
         rss = " | ".join(f"{v['peak_rss_bytes'] / 1e6:6.0f}" for v in m)
-        print(f"{setting:<13} {m[0]['bytes'] / 1e6:10.1f} {m[0]['bytes'] / fp['bytes']:7.3f} {lat:>17} {xfp:>13} "
+        print(f"{setting:<15} {m[0]['bytes'] / 1e6:10.1f} {m[0]['bytes'] / fp['bytes']:7.3f} {lat:>17} {xfp:>13} "
               f"{xnn:>13} {rss:>15}")
     v = r["vae_decode_s"]
     print("VAE decode of one image (float, not quantized): " + ", ".join(
         f"{k} {t * 1e3:,.1f} ms ({v['pytorch'] / t:.2f}x faster)" for k, t in v.items()))
     if "fidelity" in r:
-        print(f"\nfidelity on held-out captions against PyTorch FP32's images (f32 hint)\n{'setting':<13} "
+        print(f"\nfidelity on held-out captions against PyTorch FP32's images (f32 hint)\n{'setting':<15} "
               f"{'alignment':>9} {'Frechet':>8} {'PSNR dB':>8}")
         for setting, s in r["fidelity"].items():
-            print(f"{setting:<13} {s['alignment']:9.3f} {s['frechet']:8.3f} {s['psnr']:8.2f}")
+            print(f"{setting:<15} {s['alignment']:9.3f} {s['frechet']:8.3f} {s['psnr']:8.2f}")
 
 
 def main() -> None:
@@ -332,6 +342,8 @@ def main() -> None:
     parser.add_argument("--models", default="embedded,sd-turbo")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--captions", type=int, default=128, help="held-out captions for fidelity (0: none)")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help=f"which settings (comma-separated; {', '.join(BASELINES)} always run)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--prepare", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
@@ -349,11 +361,16 @@ def main() -> None:
             return print(json.dumps(vae_decode(args.vae)))
         if args.images:
             return images(args.images[0], int(args.images[1]))
+    chosen = args.settings.split(",")
+    unknown = set(chosen) - set(SETTINGS)
+    if unknown:
+        parser.error(f"unknown settings {sorted(unknown)}; choose from {', '.join(SETTINGS)}")
+    chosen = [*BASELINES, *chosen]
     start(args.threads)
     everything = dict(cpu=cpu_summary(args.threads), models={})
     for name in args.models.split(","):
         print(f"{name}:", flush=True)
-        everything["models"][name] = r = run_model(name, args.threads, args.captions)
+        everything["models"][name] = r = run_model(name, args.threads, args.captions, chosen)
         print_model(name, r, args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1) + "\n")

@@ -21,9 +21,7 @@ def calibrating(model: Model) -> Iterator[None]:
     input range of each layer. Ranges start afresh; they are averaged over calls."""
     layers = require_layers(model, "calibrate").values()
     for layer in layers:
-        layer.observer.reset()
-        if layer.observer_no_bos is not None:
-            layer.observer_no_bos.reset()
+        layer.reset_observers()
         layer.observing = True
     try:
         yield

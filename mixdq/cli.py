@@ -230,8 +230,9 @@ def _quantized_pipeline(args):
 
     allocation = Allocation.load(args.allocation)
     pipe = load_pipeline(args.model)
-    calibration = _sampling(args).calibration() if allocation.acts else None
-    quantize_(pipe, allocation, QuantConfig(weight=_weight_config(args)), calibration=calibration)
+    config = QuantConfig(weight=_weight_config(args), self_attention_bits=args.self_attention_bits)
+    calibration = _sampling(args).calibration() if allocation.acts or config.self_attention_bits else None
+    quantize_(pipe, allocation, config, calibration=calibration)
     return pipe
 
 
@@ -296,7 +297,11 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     asymmetric = parent()
     asymmetric.add_argument("--asymmetric", action="store_true",
                             help="asymmetric weights: a zero-point per channel (no int8 kernels)")
-    return dict(model=model, shape=shape, prompts=prompts, asymmetric=asymmetric)
+    attention = parent()
+    attention.add_argument("--self-attention-bits", type=int, choices=ACT_BITS, metavar="BITS",
+                           help="also quantize every self-attention's query and key (symmetric, calibrated; "
+                           "beyond MixDQ, as NNCF's PTQ does): OpenVINO then runs self-attention on int8")
+    return dict(model=model, shape=shape, prompts=prompts, asymmetric=asymmetric, attention=attention)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="also save the allocation (JSON, or .yaml for MixDQ)")
 
     p = command("deploy", cmd_deploy, "make a really low-bit UNet from an allocation and save it",
-                ["model", "prompts", "asymmetric"])
+                ["model", "prompts", "asymmetric", "attention"])
     p.add_argument("--allocation", required=True, metavar="FILE", help="allocation JSON (or MixDQ weight YAML)")
     p.add_argument("-o", "--output", required=True, metavar="FOLDER")
     p.add_argument("--kernel", default="auto", choices=("auto", *KERNELS),
@@ -402,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("export-openvino", cmd_export_openvino,
                 "write the UNet as an OpenVINO IR with each layer at its allocated bits",
-                ["model", "prompts", "asymmetric"],
+                ["model", "prompts", "asymmetric", "attention"],
                 description="Quantize MODEL with the allocation (calibrating activations on the prompts) "
                 "and export its UNet for OpenVINO: integer weights at their own bits, activations "
                 "quantized with the calibrated ranges. Load it with "

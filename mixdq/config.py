@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .bits import KINDS, Bits, Kind, check_bits, parse_bits
+from .bits import ACT_BITS, KINDS, Bits, Kind, check_bits, parse_bits
 from .errors import ConfigError
 from .inventory import GROUPS, Group, strip_prefix
 from .profile import METRICS, Metric
@@ -81,11 +81,21 @@ class QuantConfig(JsonConfig):
 
     `bos_aware`: in cross-attention `to_k`/`to_v`, keep the first (BOS) token of the text
     embedding in floating point and out of activation calibration (MixDQ, section 4.1).
+    `self_attention_bits`: also put every self-attention's query and key (the outputs of
+    `attn1.to_q` / `attn1.to_k`) on a symmetric calibrated grid of this many bits, as NNCF's PTQ
+    does; it lets OpenVINO run self-attention on int8 kernels (`mixdq.attention`). None (MixDQ's
+    default): the attention products stay floating point.
     """
 
     weight: WeightQuantConfig = field(default_factory=WeightQuantConfig)
     act: ActQuantConfig = field(default_factory=ActQuantConfig)
     bos_aware: bool = True
+    self_attention_bits: int | None = None
+
+    def __post_init__(self):
+        bits = self.self_attention_bits
+        if bits is not None and (isinstance(bits, bool) or bits not in ACT_BITS):
+            raise ConfigError(f"self_attention_bits must be one of {ACT_BITS} or None (float), got {bits!r}")
 
 
 DEFAULT_CALIBRATION_PROMPTS: tuple[str, ...] = (

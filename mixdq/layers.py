@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import is_qk_layer, qk_qparams
 from .bits import Bits, format_bits
 from .bos import has_bos, is_bos_layer, split_bos
 from .config import QuantConfig
@@ -46,6 +47,7 @@ class QuantMixin(ABC):
         new.weight_bits = None
         new.act_bits = None
         new.is_bos_layer = is_bos_layer(name)
+        new.is_qk_layer = is_qk_layer(name)
         new.observing = False
         new.configure(config)
         return new
@@ -62,9 +64,17 @@ class QuantMixin(ABC):
         if old is None or old.weight != config.weight:
             self._weight_cache: dict[int, tuple[tuple, torch.Tensor]] = {}
         self._act_cache: dict[tuple[int, bool], QParams] = {}
+        self._output_qparams: QParams | None = None
         if old is None or old.act != config.act:
             self.observer = RangeObserver(config.act)
             self.observer_no_bos = RangeObserver(config.act) if self.is_bos_layer else None
+            # a self-attention query/key: its output range too, for `self_attention_bits`
+            self.output_observer = RangeObserver(config.act) if self.is_qk_layer else None
+
+    def reset_observers(self) -> None:
+        for observer in (self.observer, self.observer_no_bos, self.output_observer):
+            if observer is not None:
+                observer.reset()
 
     @property
     def bos_active(self) -> bool:
@@ -73,6 +83,22 @@ class QuantMixin(ABC):
     @property
     def calibrated(self) -> bool:
         return self.observer.calls > 0
+
+    @property
+    def output_bits(self) -> Bits:
+        """Bits of this layer's output grid: `self_attention_bits` for a self-attention query or
+        key, else None (outputs stay float)."""
+        return self.config.self_attention_bits if self.is_qk_layer else None
+
+    def output_qparams(self) -> QParams:
+        if self._output_qparams is None:
+            if self.output_observer.range is None:
+                raise NotCalibratedError(
+                    f"layer '{self.layer_name}' has no output range for self_attention_bits: calibrate "
+                    "with mixdq.calibrate(pipe, CalibrationConfig(...)) after choosing the config"
+                )
+            self._output_qparams = qk_qparams(*self.output_observer.range, self.output_bits)
+        return self._output_qparams
 
     def quantized_weight(self, bits: int) -> torch.Tensor:
         """Fake-quantized weight, computed once per bit-width (and again only if the weight moves)."""
@@ -102,19 +128,27 @@ class QuantMixin(ABC):
             qp = self._act_cache[key] = act_qparams(*observer.range, bits)
         return qp
 
-    def _observe(self, x: torch.Tensor) -> None:
+    def _observe(self, x: torch.Tensor) -> torch.Tensor:
         self._act_cache.clear()
+        self._output_qparams = None
         self.observer.observe(x)
         if self.observer_no_bos is not None and has_bos(x):
             self.observer_no_bos.observe(split_bos(x)[1])
+        y = self._op(x, self.weight)
+        if self.output_observer is not None:
+            self.output_observer.observe(y)
+        return y
 
     def _quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.act_bits is None else fake_quantize(x, self.act_qparams(self.act_bits))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.observing:
-            self._observe(x)
-            return self._op(x, self.weight)
+            return self._observe(x)
+        y = self._forward(x)
+        return y if self.output_bits is None else fake_quantize(y, self.output_qparams())
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight_bits is None and self.act_bits is None:
             return self._op(x, self.weight)
         w = self.weight if self.weight_bits is None else self.quantized_weight(self.weight_bits)

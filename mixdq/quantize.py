@@ -133,12 +133,12 @@ def quantize_(
         raise DeployedModelError("quantize_")
     if config is not None or not quant_layers(model):
         prepare(model, config)
-    needs_ranges = bool(allocation.acts)
+    needs_ranges = bool(allocation.acts) or quant_config(model).self_attention_bits is not None
     if calibration is not None or (needs_ranges and not is_calibrated(model)):
         if calibration is None:
             raise NotCalibratedError(
-                "this allocation quantizes activations, which needs calibration: pass "
-                "calibration=mixdq.CalibrationConfig(prompts=[...]) to quantize_()"
+                "this allocation quantizes activations (or the config, self-attention's query and key), "
+                "which needs calibration: pass calibration=mixdq.CalibrationConfig(prompts=[...]) to quantize_()"
             )
         calibrate(model, calibration)
     return apply_allocation(model, allocation)

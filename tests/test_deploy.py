@@ -266,20 +266,22 @@ def test_layer_specs_keep_the_version_1_manifest_format():
     layers; an entry written before kernels were chosen reads back as "dequant" (what it ran)."""
     torch.manual_seed(0)
     model = nn.ModuleDict({"proj": nn.Linear(64, 96), "conv": nn.Conv2d(16, 32, 3, padding=1, stride=2),
-                           "attn2": nn.ModuleDict({"to_k": nn.Linear(64, 32)})})
-    x = {"proj": torch.randn(5, 7, 64), "conv": torch.randn(2, 16, 12, 12), "attn2.to_k": torch.randn(2, 7, 64)}
-    mixdq.prepare(model)
+                           "attn2": nn.ModuleDict({"to_k": nn.Linear(64, 32)}),
+                           "attn1": nn.ModuleDict({"to_q": nn.Linear(64, 32)})})
+    x = {"proj": torch.randn(5, 7, 64), "conv": torch.randn(2, 16, 12, 12), "attn2.to_k": torch.randn(2, 7, 64),
+         "attn1.to_q": torch.randn(2, 7, 64)}
+    mixdq.prepare(model, mixdq.QuantConfig(self_attention_bits=8))
     with mixdq.calibrating(model), torch.no_grad():
         for name, layer in quant_layers(model).items():
             layer(x[name])
-    mixdq.apply_allocation(model, mixdq.Allocation({"proj": 8, "conv": 4, "attn2.to_k": 3},
-                                                   {"proj": 8, "conv": 8, "attn2.to_k": None}))
+    mixdq.apply_allocation(model, mixdq.Allocation({"proj": 8, "conv": 4, "attn2.to_k": 3, "attn1.to_q": 4},
+                                                   {"proj": 8, "conv": 8, "attn2.to_k": None, "attn1.to_q": 8}))
     deploy(model, bos=torch.randn(64), sample=lambda: [layer(x[name]) for name, layer in quant_layers(model).items()])
     base = ["layer", "kind", "weight_bits", "act_bits", "weight_shape", "bos"]
     act = ["act_scale", "act_zero_point", "act_qmin", "act_qmax"]
     chosen = ["kernel", "kernel_reason", "kernel_ms", "input_shape"]
     expected = {"proj": base + act + chosen, "conv": base + ["stride", "padding", "dilation", "groups"] + act + chosen,
-                "attn2.to_k": base + chosen}
+                "attn2.to_k": base + chosen, "attn1.to_q": base + act + ["output_bits", "output_scale"] + chosen}
     layers = deployed_layers(model)
     for name, layer in layers.items():
         entry = json.loads(json.dumps(layer.spec.to_dict()))
@@ -393,9 +395,11 @@ def test_report_gives_memory_both_ways(simulated_and_deployed):
         assert r.peak_rss_bytes >= r.resident_before_bytes > r.unet_bytes
 
 
+@pytest.mark.parametrize("self_attention_bits", [None, 8])
 @pytest.mark.parametrize("family", ["sd", "sdxl"])
-def test_dequant_kernels_give_the_simulated_model_bit_for_bit(family, tmp_path):
-    """Packed codes, BOS projection, activation grid: conversion loses nothing (SD and SDXL)."""
+def test_dequant_kernels_give_the_simulated_model_bit_for_bit(family, self_attention_bits, tmp_path):
+    """Packed codes, BOS projection, activation grid, self-attention's query/key grid: conversion
+    loses nothing (SD and SDXL)."""
     from conftest import CALIBRATION
     from tiny_models import PROMPTS, tiny_sd, tiny_sdxl
 
@@ -404,10 +408,14 @@ def test_dequant_kernels_give_the_simulated_model_bit_for_bit(family, tmp_path):
     names = mixdq.build_inventory(pipe.unet).names
     bits = [8, 4, 3, 2, 6, 5, None]
     allocation = mixdq.Allocation({n: bits[i % len(bits)] for i, n in enumerate(names)}, {n: 8 for n in names})
-    mixdq.quantize_(pipe, allocation, calibration=CALIBRATION)
+    mixdq.quantize_(pipe, allocation, config=mixdq.QuantConfig(self_attention_bits=self_attention_bits),
+                    calibration=CALIBRATION)
     kw = dict(num_inference_steps=2, guidance_scale=0.0, height=32, width=32)
     simulated = mixdq.generate_images(pipe, PROMPTS, **kw)
     deploy(pipe, kernel="dequant")
+    on_grid = {n for n, layer in deployed_layers(pipe).items() if layer.spec.output_bits == 8}
+    assert bool(on_grid) == (self_attention_bits == 8)
+    assert all(n.endswith(("attn1.to_q", "attn1.to_k")) for n in on_grid)
     assert torch.equal(mixdq.generate_images(pipe, PROMPTS, **kw), simulated)
     save_deployed(pipe, tmp_path / "m")
     pipe.unet = load_deployed(tmp_path / "m")

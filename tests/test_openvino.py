@@ -56,6 +56,20 @@ def int8_layers(unet: OpenVINOUNet) -> int:
     return count
 
 
+def quantized_attention_inputs(folder) -> int:
+    """Query and key inputs of ScaledDotProductAttention ops that come from a FakeQuantize."""
+    count = 0
+    for op in ov.Core().read_model(str(folder / "unet.xml")).get_ordered_ops():
+        if op.get_type_name() != "ScaledDotProductAttention":
+            continue
+        for port in (0, 1):
+            source = op.input(port).get_source_output().get_node()
+            while source.get_type_name() in ("Reshape", "Transpose"):
+                source = source.input(0).get_source_output().get_node()
+            count += source.get_type_name() == "FakeQuantize"
+    return count
+
+
 @pytest.fixture(scope="module")
 def embedded_every_bits(tmp_path_factory):
     """The embedded model with every bit-width, simulated images, and its export."""
@@ -106,25 +120,29 @@ def test_exported_images_match_the_simulated_model(embedded_every_bits):
     assert mixdq.metrics.sqnr_db(theirs, ours) > 60
 
 
-@pytest.mark.parametrize("setting", ["w8a8", "planner-4bit-a8"])
+@pytest.mark.parametrize("setting", ["w8a8", "planner-4bit-a8", "w8a8-self-attention"])
 def test_w8a8_and_the_planners_4_bit_allocation_match_the_simulation(setting, tmp_path):
     from mixdq.models import ASSETS
 
     pipe = mixdq.load_pipeline()
     pipe.set_progress_bar_config(disable=True)
     names = mixdq.load_inventory(None).names
-    if setting == "w8a8":
+    if setting.startswith("w8a8"):
         allocation = mixdq.Allocation.uniform(names, 8, 8)
     else:
         weights = mixdq.Planner(mixdq.Profile.load(ASSETS / "profiles" / "embedded.json")).plan(avg_bits=4.0)
         allocation = mixdq.Allocation(weights.allocation.weights, dict.fromkeys(names, 8))
-    mixdq.quantize_(pipe, allocation, calibration=EMBEDDED_CALIBRATION)
+    config = mixdq.QuantConfig(self_attention_bits=8 if setting.endswith("self-attention") else None)
+    mixdq.quantize_(pipe, allocation, config=config, calibration=EMBEDDED_CALIBRATION)
     defaults = mixdq.generation_defaults().as_kwargs()
     simulated = mixdq.generate_images(pipe, CAPTIONS, **defaults)
     inputs = record_unet_inputs(pipe, lambda: pipe(CAPTIONS[0], **defaults))
     simulated_out = [unet_call(pipe.unet, x) for x in inputs]
     export_openvino(pipe, tmp_path / "ov")
     exported = OpenVINOUNet(tmp_path / "ov")
+    assert exported.manifest["self_attention_bits"] == config.self_attention_bits
+    # self-attention's query and key reach its attention through a FakeQuantize (NNCF's pattern)
+    assert quantized_attention_inputs(tmp_path / "ov") == (14 if config.self_attention_bits else 0)
     # measured 34.6-42.2 dB over the 4 steps (lowest at the last); images 57 dB on 32 captions
     assert min(mixdq.metrics.sqnr_db(s, unet_call(exported, x)) for s, x in zip(simulated_out, inputs)) > 30
     mixdq.restore(pipe)
@@ -235,8 +253,10 @@ def test_cli_exports_an_allocation_and_refuses_one_for_another_model(tmp_path, c
     assert manifest["base_model"] is None and set(manifest["inputs"]) == {"sample", "timestep", "encoder_hidden_states"}
     # exporting again replaces the folder whole
     alloc.write_text(json.dumps(mixdq.Allocation.uniform(names, 8, 8).to_dict()))
-    assert main(["export-openvino", "--allocation", str(alloc), "-o", str(tmp_path / "ov"), "--num-prompts", "4"]) == 0
-    assert {e["stored"] for e in read_openvino_manifest(tmp_path / "ov")["layers"].values()} == {"i8"}
+    assert main(["export-openvino", "--allocation", str(alloc), "-o", str(tmp_path / "ov"), "--num-prompts", "4",
+                 "--self-attention-bits", "8"]) == 0
+    manifest = read_openvino_manifest(tmp_path / "ov")
+    assert {e["stored"] for e in manifest["layers"].values()} == {"i8"} and manifest["self_attention_bits"] == 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "ov"]  # no temporary folder left
 
     other = mixdq.Allocation.uniform(mixdq.load_inventory("sd-turbo").names, 8, 8)

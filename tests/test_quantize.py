@@ -167,3 +167,29 @@ def test_quantizing_activations_without_calibration_says_how(sd_pipe):
 def test_unprepared_model_is_a_clear_error(sd_pipe):
     with pytest.raises(mixdq.MixDQError, match="mixdq.prepare"):
         mixdq.apply_allocation(sd_pipe, Allocation())
+
+
+def test_self_attention_bits_put_only_self_attention_query_and_key_on_a_symmetric_grid(pipe):
+    fp = generate(pipe)
+    config = mixdq.QuantConfig(self_attention_bits=8)
+    assert mixdq.QuantConfig.from_json(config.to_json()) == config
+    with pytest.raises(mixdq.NotCalibratedError, match="self-attention"):
+        mixdq.quantize_(pipe, Allocation(), config=config)  # no layer's bits, but ranges needed
+    mixdq.quantize_(pipe, Allocation(), config=config, calibration=CALIBRATION)
+    layers = quant_layers(pipe)
+    qk = {n for n, layer in layers.items() if layer.output_bits == 8}
+    assert qk and all(n.endswith(("attn1.to_q", "attn1.to_k")) for n in qk)
+    assert len(qk) == 2 * sum(n.endswith("attn1.to_v") for n in layers)  # every self-attention, nothing else
+    layer = layers[min(qk)]
+    x = torch.randn(2, 16, layer.in_features)
+    y = layer(x)
+    codes = y / layer.output_qparams().scale
+    assert torch.allclose(codes, codes.round(), atol=1e-3) and codes.abs().max() <= 128  # signed 8-bit codes
+    assert torch.equal(layer(torch.zeros_like(x)), layer.float_module(torch.zeros_like(x)).div(
+        layer.output_qparams().scale).round().mul(layer.output_qparams().scale))  # zero-point 0
+    quantized = generate(pipe)
+    assert not torch.equal(quantized, fp) and sqnr_db(fp, quantized) > 30
+    mixdq.prepare(pipe, mixdq.QuantConfig())  # off again: float, with the calibration kept
+    assert torch.equal(generate(pipe), fp)
+    with pytest.raises(mixdq.ConfigError, match="self_attention_bits must be one of"):
+        mixdq.QuantConfig(self_attention_bits=3)

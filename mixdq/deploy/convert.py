@@ -41,6 +41,8 @@ def layer_spec(layer: QuantMixin, bos: torch.Tensor | None) -> tuple[LayerSpec, 
     if abits is not None:
         qp = layer.act_qparams(abits)
         act = dict(act_scale=float(qp.scale), act_zero_point=int(qp.zero_point), act_qmin=qp.qmin, act_qmax=qp.qmax)
+    if layer.output_bits is not None:
+        act.update(output_bits=layer.output_bits, output_scale=float(layer.output_qparams().scale))
     spec = LayerSpec(layer=layer.layer_name, kind=kind, weight_bits=wbits, act_bits=abits,
                      weight_shape=tuple(w.shape), bos=bool(layer.bos_active), **geometry, **act)
     if spec.bos:

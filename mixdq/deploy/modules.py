@@ -36,7 +36,7 @@ from torch import nn
 
 from ..bits import format_bits
 from ..bos import has_bos, split_bos
-from ..quantizers import QParams, fake_quantize
+from ..quantizers import QParams, fake_quantize, int_grid
 from ..serialization import FrozenMap
 from .blocked import SCRATCH, BlockedChunk, BlockedWeight, LayoutError, to_blocked
 from .packing import PACKED_BITS, pack, unpack
@@ -69,6 +69,9 @@ class LayerSpec:
     act_zero_point: int | None = None
     act_qmin: int | None = None
     act_qmax: int | None = None
+    # a self-attention query/key's symmetric output grid (`QuantConfig.self_attention_bits`)
+    output_bits: int | None = None
+    output_scale: float | None = None
     # Conv2d only
     stride: tuple[int, int] | None = None
     padding: tuple[int, int] | None = None
@@ -94,6 +97,12 @@ class LayerSpec:
         return QParams(torch.tensor(self.act_scale), torch.tensor(float(self.act_zero_point)),
                        self.act_qmin, self.act_qmax)
 
+    def output_qparams(self) -> QParams | None:
+        if self.output_bits is None:
+            return None
+        qmin, qmax = int_grid(self.output_bits, symmetric=True)
+        return QParams(torch.tensor(self.output_scale), torch.tensor(0.0), qmin, qmax)
+
     def conv_kwargs(self) -> dict[str, Any]:
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
 
@@ -107,6 +116,8 @@ class LayerSpec:
         if self.act_bits is not None:
             d.update(act_scale=self.act_scale, act_zero_point=self.act_zero_point, act_qmin=self.act_qmin,
                      act_qmax=self.act_qmax)
+        if self.output_bits is not None:
+            d.update(output_bits=self.output_bits, output_scale=self.output_scale)
         if self.kernel is not None:
             d["kernel"] = self.kernel
         if self.kernel_reason is not None:
@@ -124,6 +135,7 @@ class LayerSpec:
             weight_shape=tuple(d["weight_shape"]), bos=d["bos"], kernel=d.get("kernel"),
             act_scale=d.get("act_scale"), act_zero_point=d.get("act_zero_point"),
             act_qmin=d.get("act_qmin"), act_qmax=d.get("act_qmax"),
+            output_bits=d.get("output_bits"), output_scale=d.get("output_scale"),
             stride=_tuple(d.get("stride")), padding=_tuple(d.get("padding")),
             dilation=_tuple(d.get("dilation")), groups=d.get("groups"),
             kernel_reason=d.get("kernel_reason"), kernel_ms=d.get("kernel_ms"),
@@ -148,6 +160,7 @@ class DeployedLayer(nn.Module, ABC):
         self.register_buffer("weight", tensors.get("weight"))  # floating-point weights only
         self.register_buffer("weight_codes", tensors.get("weight_codes"))
         self._act_qparams = spec.act_qparams()  # the calibrated grid, as simulated
+        self._output_qparams = spec.output_qparams()
         self._packed_int8 = None  # oneDNN's pre-packed weight (kernel "int8"): then the only copy
         self._blocked: BlockedWeight | None = None  # codes in blocked order (kernel "int8-unpack"): ditto
         if spec.act_bits is not None:  # the same grid shifted to uint8, what the int8 kernels take
@@ -339,7 +352,8 @@ class DeployedLayer(nn.Module, ABC):
             _, rest = split_bos(x)
             bos = self.bos_output.to(x.dtype).expand(x.shape[0], 1, -1)
             return torch.cat([bos, self._forward(rest)], dim=1)
-        return self._forward(x)
+        y = self._forward(x)
+        return y if self._output_qparams is None else fake_quantize(y, self._output_qparams)
 
     def _forward(self, x: torch.Tensor, opaque: bool = False) -> torch.Tensor:
         """`opaque`: call the int8 kernels as a compiled graph does, through `int8_layer`."""

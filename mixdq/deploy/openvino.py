@@ -16,7 +16,10 @@ How each layer is written (found by compiling single layers on OpenVINO 2026.4's
   the CPU plugin's low-precision transformations turn into uint8 inputs of the int8 kernels;
 * floating-point layers stay float (fp32 in the IR), like the rest of the UNet;
 * BOS-aware cross-attention `to_k`/`to_v` take the BOS token's projection as a constant
-  (it is the same for every prompt) and quantize only the other tokens.
+  (it is the same for every prompt) and quantize only the other tokens;
+* with `QuantConfig(self_attention_bits=8)`, each self-attention's query and key leave their
+  layer through a symmetric FakeQuantize, so the plugin runs Q·Kᵀ on its int8 kernels (what
+  NNCF's PTQ does to attention; `mixdq.attention`).
 The VAE's decoder is exported too (floating point, as MixDQ leaves it): at 512x512 it takes
 longer than the UNet on a CPU, and OpenVINO runs it 1.3x (f32) to 6x (bf16) faster than PyTorch
 (README). The text encoders, a few ms, stay in PyTorch.
@@ -40,11 +43,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..allocation import Allocation
 from ..errors import ConfigError, MixDQError
 from ..layers import require_layers, unet_of
+from ..quantizers import int_grid
 from .checkpoint import _sha256, read_json_manifest
 from .convert import bos_embedding, layer_spec
 from .modules import DEPLOYED_CLASSES, DeployedLayer
@@ -73,19 +78,25 @@ def _require_openvino():
 
 class _TracedLayer(nn.Module):
     """What one deployed layer computes, written in ops OpenVINO's PyTorch frontend maps 1:1:
-    FakeQuantize on the input, `centred * scale` as the weight, then the float op."""
+    FakeQuantize on the input, `centred * scale` as the weight, the float op, and a FakeQuantize
+    on the output of a self-attention query or key (`QuantConfig.self_attention_bits`)."""
 
-    def __init__(self, layer: DeployedLayer, centred: torch.Tensor | None):
+    def __init__(self, layer: DeployedLayer, centred: torch.Tensor | None, rows: slice = slice(None)):
+        """`rows`: only these output channels of a Linear layer (the halves of a split GEGLU)."""
         super().__init__()
         self.spec = spec = layer.spec
-        self.op = layer._op
+        if rows == slice(None):
+            self.op = layer._op
+        else:
+            bias = None if layer.bias is None else layer.bias[rows]
+            self.op = lambda x, w: F.linear(x, w, bias)
         self.register_buffer("bos_output", layer.bos_output)
         if spec.weight_bits is None:
-            self.register_buffer("weight", layer.weight)
+            self.register_buffer("weight", layer.weight[rows])
             return
         shape = (-1,) + (1,) * (centred.dim() - 1)
-        self.register_buffer(_CODES, centred)
-        self.register_buffer("scale", layer.weight_scale.reshape(shape).float())
+        self.register_buffer(_CODES, centred[rows])
+        self.register_buffer("scale", layer.weight_scale[rows].reshape(shape).float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bos = None
@@ -96,7 +107,46 @@ class _TracedLayer(nn.Module):
             x = torch.fake_quantize_per_tensor_affine(x, s.act_scale, s.act_zero_point, s.act_qmin, s.act_qmax)
         w = self.weight if s.weight_bits is None else getattr(self, _CODES).float() * self.scale
         y = self.op(x, w)
+        if s.output_bits is not None:  # a self-attention query/key: on its own symmetric grid
+            qmin, qmax = int_grid(s.output_bits, symmetric=True)
+            y = torch.fake_quantize_per_tensor_affine(y, s.output_scale, 0, qmin, qmax)
         return y if bos is None else torch.cat([bos, y], dim=1)
+
+
+class _SplitGEGLU(nn.Module):
+    """diffusers' GEGLU with its projection traced as two layers, the value and the gate halves of
+    its output channels, rather than one layer whose output is split: the same numbers, and
+    OpenVINO's CPU plugin runs no VariadicSplit, which it does with a reference kernel (45 ms of a
+    1 s SD-Turbo UNet call, copying the 4096 x 10240 projection)."""
+
+    def __init__(self, geglu: nn.Module, layer: DeployedLayer, centred: torch.Tensor | None):
+        super().__init__()
+        half = layer.weight_shape[0] // 2
+        self.value = _TracedLayer(layer, centred, slice(0, half))
+        self.gate = _TracedLayer(layer, centred, slice(half, None))
+        self.gelu = geglu.gelu
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return self.value(x) * self.gelu(self.gate(x))
+
+
+def _traced_modules(unet: nn.Module, forms: dict[str, DeployedLayer], centred: dict[str, torch.Tensor]):
+    """What replaces which module for tracing, and each traced layer's weight as (module path of
+    its codes, deployed layer, output channels)."""
+    from diffusers.models.activations import GEGLU
+
+    modules, parts = {}, {}
+    for name, form in forms.items():
+        parent = name.rpartition(".")[0]
+        if name.endswith(".proj") and type(unet.get_submodule(parent)) is GEGLU and form.bos_output is None:
+            modules[parent] = _SplitGEGLU(unet.get_submodule(parent), form, centred.get(name))
+            half = form.weight_shape[0] // 2
+            parts[f"{parent}.value"] = (name, slice(0, half))
+            parts[f"{parent}.gate"] = (name, slice(half, None))
+        else:
+            modules[name] = _TracedLayer(form, centred.get(name))
+            parts[name] = (name, slice(None))
+    return modules, parts
 
 
 class _VAEDecode(nn.Module):
@@ -121,21 +171,24 @@ def _swapped(unet: nn.Module, modules: dict[str, nn.Module]):
             unet.set_submodule(name, module)
 
 
-def _compress_weights(ov_model, layers: dict[str, DeployedLayer], centred: dict[str, torch.Tensor]) -> dict[str, str]:
+def _compress_weights(ov_model, layers: dict[str, DeployedLayer], centred: dict[str, torch.Tensor],
+                      parts: dict[str, tuple[str, slice]]) -> dict[str, str]:
     """Store each layer's int8 `code - zero_point` constant (`centred`) as its unsigned codes at
     their own bits: Subtract(Convert(codes, i8), zero_point), the integer part the CPU plugin
-    folds. Returns each quantized layer's element type as stored."""
+    folds. `parts`: the traced weights, by module path, as (layer, output channels). Returns each
+    quantized layer's element type as stored."""
     ov = _require_openvino()
     from openvino import opset13 as ops
 
     constants = [op for op in ov_model.get_ordered_ops()
                  if op.get_type_name() == "Constant" and op.get_friendly_name().endswith(_CODES)]
     stored = {}
-    for name, layer in layers.items():
+    for path, (name, rows) in parts.items():
+        layer = layers[name]
         spec = layer.spec
         if spec.weight_bits is None:
             continue
-        key = f"{name}.{_CODES}"  # the frontend names a buffer by its module path, with a prefix
+        key = f"{path}.{_CODES}"  # the frontend names a buffer by its module path, with a prefix
         matches = [c for c in constants if c.get_friendly_name() == key or c.get_friendly_name().endswith("." + key)]
         if len(matches) != 1:
             raise MixDQError(f"{name}: its weight was not found in the converted graph; please report this")
@@ -143,8 +196,8 @@ def _compress_weights(ov_model, layers: dict[str, DeployedLayer], centred: dict[
         if layer.weight_zero_point is None:  # symmetric 8 bits: int8 codes as they are
             stored[name] = "i8"
             continue
-        zp = layer._per_channel(layer.weight_zero_point).to(torch.int16)
-        codes = (centred[name].to(torch.int16) + zp).numpy()
+        zp = layer._per_channel(layer.weight_zero_point)[rows].to(torch.int16)
+        codes = (centred[name][rows].to(torch.int16) + zp).numpy()
         if spec.weight_bits == 8:  # asymmetric: code - zero-point needs 9 bits; float zero-point
             stored[name] = "u8"
             integer = ops.subtract(ops.convert(ov.op.Constant(codes.astype(np.uint8)), ov.Type.f32),
@@ -210,7 +263,8 @@ def export_openvino(model, folder: str | os.PathLike, base_model: str | None = N
         inputs = dict(inputs) if inputs is not None else record_unet_inputs(model)[0]
         inputs["timestep"] = timestep_vector(inputs["timestep"])
         names = tuple(inputs)
-        with _swapped(unet, {n: _TracedLayer(m, centred.get(n)) for n, m in forms.items()}):
+        traced, parts = _traced_modules(unet, forms, centred)
+        with _swapped(unet, traced):
             ov_model = _convert(UNetCall(unet, names), tuple(inputs.values()))
         decoder = None
         if vae_decoder and is_pipeline:
@@ -218,7 +272,7 @@ def export_openvino(model, folder: str | os.PathLike, base_model: str | None = N
             decoder = _convert(_VAEDecode(model.vae), (latents,))
     for i, name in enumerate(names):
         ov_model.inputs[i].get_tensor().set_names({name})
-    stored = _compress_weights(ov_model, forms, centred)
+    stored = _compress_weights(ov_model, forms, centred, parts)
 
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -234,6 +288,7 @@ def export_openvino(model, folder: str | os.PathLike, base_model: str | None = N
             unet_config=json.loads(json.dumps(dict(unet.config), default=list)),
             add_embedding_in_features=add_embedding_in_features(unet),
             inputs=list(names), allocation=allocation.to_dict(),
+            self_attention_bits=next(iter(layers.values())).config.self_attention_bits,
             layers={n: dict(weight_bits=m.weight_bits, act_bits=m.act_bits, bos=m.spec.bos,
                             stored=stored.get(n, "f32"), stored_bits=STORED_BITS[stored.get(n, "f32")])
                     for n, m in forms.items()},
