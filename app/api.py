@@ -93,12 +93,16 @@ def export_deployed(models: dict[str, ModelEntry], avg_bits: float) -> tuple[str
                           "kernels": kernels}
 
 
-def export_openvino(models: dict[str, ModelEntry], avg_bits: float) -> tuple[str, dict]:
-    """`/compare`'s allocation as an OpenVINO IR, zipped, with its sizes and storage types."""
+def export_openvino(models: dict[str, ModelEntry], avg_bits: float,
+                    self_attention_bits: int | None = None) -> tuple[str, dict]:
+    """`/compare`'s allocation as an OpenVINO IR, zipped, with its sizes and storage types;
+    `self_attention_bits` (8, or None/0 for float as MixDQ) for self-attention's query and key."""
     entry, plan = _compare_plan(models, avg_bits)
-    archive, zipped, ir_bytes, stored = exports.openvino_zip(entry, plan.allocation)
+    self_attention_bits = int(self_attention_bits) if self_attention_bits else None
+    archive, zipped, ir_bytes, stored = exports.openvino_zip(entry, plan.allocation, self_attention_bits)
     return str(archive), {"zip_bytes": zipped, "unet_bytes": ir_bytes["unet.xml"] + ir_bytes["unet.bin"],
-                          "files": ir_bytes, "predicted_mb": plan.weight_mb, "stored": stored}
+                          "files": ir_bytes, "predicted_mb": plan.weight_mb, "stored": stored,
+                          "self_attention_bits": self_attention_bits}
 
 
 def upload_profile(models: dict[str, ModelEntry], model: str, paths: list[str]) -> str:

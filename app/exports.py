@@ -7,6 +7,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import mixdq
@@ -35,11 +36,13 @@ def allocation_files(entry: ModelEntry, plan: mixdq.Plan) -> list[Path]:
     return [*files, profile_csv]
 
 
-def _allocated_fork(entry: ModelEntry, allocation: mixdq.Allocation):
-    """A copy of the entry's calibrated pipeline with `allocation` applied (BOS-aware)."""
+def _allocated_fork(entry: ModelEntry, allocation: mixdq.Allocation, self_attention_bits: int | None = None):
+    """A copy of the entry's calibrated pipeline with `allocation` applied (BOS-aware), and
+    self-attention's query and key at `self_attention_bits` (None: float, as MixDQ)."""
     with entry.lock:  # the fork copies the shared, calibrated UNet
         fork = mixdq.fork_pipeline(entry.pipeline())
-    mixdq.set_bos_aware(fork, True)
+    config = replace(mixdq.quant_config(fork), bos_aware=True, self_attention_bits=self_attention_bits)
+    mixdq.prepare(fork, config)  # calibration kept: the query/key ranges were recorded with the rest
     mixdq.apply_allocation(fork, allocation)
     return fork
 
@@ -64,13 +67,16 @@ def deployed_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path,
     return archive, archive.stat().st_size, weights, kernels
 
 
-def openvino_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path, int, dict[str, int], dict[str, int]]:
+def openvino_zip(entry: ModelEntry, allocation: mixdq.Allocation,
+                 self_attention_bits: int | None = None) -> tuple[Path, int, dict[str, int], dict[str, int]]:
     """The allocation exported for OpenVINO (`export_openvino`: each layer's weights at its bits,
-    activations on the calibrated grid), zipped: (zip path, bytes of the zip, bytes of each IR
-    file, layers per element type the weights are stored as)."""
+    activations on the calibrated grid; self-attention's query and key at `self_attention_bits`),
+    zipped: (zip path, bytes of the zip, bytes of each IR file, layers per element type the
+    weights are stored as)."""
     from mixdq.deploy.openvino import export_openvino, read_openvino_manifest
 
-    folder = export_openvino(_allocated_fork(entry, allocation), _folder() / "openvino", base_model=entry.spec)
+    fork = _allocated_fork(entry, allocation, self_attention_bits)
+    folder = export_openvino(fork, _folder() / "openvino", base_model=entry.spec)
     manifest = read_openvino_manifest(folder)
     ir_bytes = {name: f["bytes"] for name, f in manifest["files"].items()}
     stored = Counter(layer["stored"] for layer in manifest["layers"].values())

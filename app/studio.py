@@ -81,6 +81,7 @@ def api_endpoints(models: dict[str, ModelEntry]) -> None:
         count, files, archive, sizes, measured = gr.Number(value=32, precision=0), gr.File(file_count="multiple"), \
             gr.File(), gr.JSON(), gr.JSON()
         profile_files, profile_key = gr.File(file_count="multiple"), gr.Textbox()
+        self_attention = gr.Number(value=0, precision=0)  # /export_openvino: 8, or 0 for float (MixDQ)
         go_allocate, go_compare, go_measure, go_export, go_deployed, go_openvino, go_upload = (
             gr.Button() for _ in range(7))
     go_allocate.click(friendly(lambda m, b, w: api.allocate(models, m, b, w)), [model, avg_bits, cw], plan,
@@ -95,7 +96,8 @@ def api_endpoints(models: dict[str, ModelEntry]) -> None:
                     api_name="upload_profile")
     go_deployed.click(friendly(lambda b: api.export_deployed(models, b)), bits2, [archive, sizes],
                       api_name="export_deployed", concurrency_id="pipeline", concurrency_limit=1)
-    go_openvino.click(friendly(lambda b: api.export_openvino(models, b)), bits2, [archive, sizes],
+    go_openvino.click(friendly(lambda b, sa: api.export_openvino(models, b, sa)), [bits2, self_attention],
+                      [archive, sizes],
                       api_name="export_openvino", concurrency_id="pipeline", concurrency_limit=1)
 
 

@@ -54,6 +54,7 @@ from .quantize import (
     current_allocation,
     is_calibrated,
     prepare,
+    quant_config,
     quantize_,
     restore,
     set_bos_aware,
@@ -73,8 +74,8 @@ __all__ = [
     "ACT_BITS", "WEIGHT_BITS", "ActQuantConfig", "Allocation", "Bits", "CalibrationConfig",
     "PlanConfig", "QuantConfig", "SweepConfig", "WeightQuantConfig",
     # the verbs (they change the pipeline's UNet in place)
-    "apply_allocation", "calibrate", "calibrating", "current_allocation", "is_calibrated", "prepare", "quantize_",
-    "restore", "set_bos_aware", "set_layer_bits", "generate_images",
+    "apply_allocation", "calibrate", "calibrating", "current_allocation", "is_calibrated", "prepare", "quant_config",
+    "quantize_", "restore", "set_bos_aware", "set_layer_bits", "generate_images",
     # sensitivity, profiles, allocation
     "LayerProfile", "Plan", "Planner", "Profile", "import_mixdq", "plan_mixdq", "sweep",
     # memory and deployment

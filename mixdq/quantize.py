@@ -45,6 +45,7 @@ def prepare(model: Model, config: QuantConfig | None = None) -> Model:
 
 
 def quant_config(model: Model, verb: str = "quant_config") -> QuantConfig:
+    """The `QuantConfig` a prepared model has (change it with `prepare(model, replace(...))`)."""
     return next(iter(require_layers(model, verb).values())).config
 
 

@@ -240,17 +240,19 @@ def _psnr_to_the_page(client, pipe) -> float:
     return psnr_db(page, ((image + 1) / 2).clamp(0, 1))
 
 
-def test_openvino_export_gives_the_pages_image(client, tmp_path):
+@pytest.mark.parametrize("self_attention_bits", [0, 8])
+def test_openvino_export_gives_the_pages_image(client, tmp_path, self_attention_bits):
     import zipfile
 
-
-    archive, sizes = client.predict(4.0, api_name="/export_openvino")
+    archive, sizes = client.predict(4.0, self_attention_bits, api_name="/export_openvino")
+    assert sizes["self_attention_bits"] == (self_attention_bits or None)
     assert 0 < sizes["unet_bytes"] < 0.3 * 4 * 5.8e6  # weights at their bits: far under FP32's 23 MB
     assert set(sizes["files"]) == {"unet.xml", "unet.bin", "vae_decoder.xml", "vae_decoder.bin"}
     assert sum(sizes["stored"].values()) == 132 and set(sizes["stored"]) <= {"u2", "u3", "u4", "u6", "i8", "f32"}
     zipfile.ZipFile(archive).extractall(tmp_path / "ov")
     pipe = mixdq.deploy.load_openvino_pipeline(tmp_path / "ov")
-    assert _psnr_to_the_page(client, pipe) > 40
+    assert pipe.unet.manifest["self_attention_bits"] == sizes["self_attention_bits"]
+    assert _psnr_to_the_page(client, pipe) > 40  # the page's image is MixDQ's: no self-attention grid
 
 
 def test_an_uploaded_profile_of_another_model_is_refused_by_name(client):

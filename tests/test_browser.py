@@ -156,7 +156,11 @@ def test_every_view_renders(page):
     page.locator("#export-openvino").click()
     expect(page.locator("#export-status")).to_contain_text("OpenVINO IR of the UNet", timeout=60_000)
     expect(page.locator("#export-status")).to_contain_text("Weights stored as")
+    expect(page.locator("#export-status")).not_to_contain_text("self-attention")
     page.screenshot(path=SHOTS / "view-export-openvino.png", full_page=True)
+    page.locator("#export-self-attention input").check()
+    page.locator("#export-openvino").click()
+    expect(page.locator("#export-status")).to_contain_text("self-attention's query and key on 8 bits", timeout=60_000)
 
 
 def test_measuring_the_allocation_plots_it_beside_the_uniform_ones(page):
