@@ -121,18 +121,24 @@ class _SplitGEGLU(nn.Module):
 
     def __init__(self, geglu: nn.Module, layer: DeployedLayer, centred: torch.Tensor | None):
         super().__init__()
-        half = layer.weight_shape[0] // 2
-        self.value = _TracedLayer(layer, centred, slice(0, half))
-        self.gate = _TracedLayer(layer, centred, slice(half, None))
+        value, gate = self.halves(layer)
+        self.value = _TracedLayer(layer, centred, value)
+        self.gate = _TracedLayer(layer, centred, gate)
         self.gelu = geglu.gelu
+
+    @staticmethod
+    def halves(layer: DeployedLayer) -> tuple[slice, slice]:
+        """The output channels of the value and of the gate (diffusers' `chunk(2)` order)."""
+        half = layer.weight_shape[0] // 2
+        return slice(0, half), slice(half, None)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         return self.value(x) * self.gelu(self.gate(x))
 
 
 def _traced_modules(unet: nn.Module, forms: dict[str, DeployedLayer], centred: dict[str, torch.Tensor]):
-    """What replaces which module for tracing, and each traced layer's weight as (module path of
-    its codes, deployed layer, output channels)."""
+    """What replaces which module for tracing ({module path: module}), and where each traced
+    weight sits ({module path of its codes: (layer name, output channels)})."""
     from diffusers.models.activations import GEGLU
 
     modules, parts = {}, {}
@@ -140,9 +146,8 @@ def _traced_modules(unet: nn.Module, forms: dict[str, DeployedLayer], centred: d
         parent = name.rpartition(".")[0]
         if name.endswith(".proj") and type(unet.get_submodule(parent)) is GEGLU and form.bos_output is None:
             modules[parent] = _SplitGEGLU(unet.get_submodule(parent), form, centred.get(name))
-            half = form.weight_shape[0] // 2
-            parts[f"{parent}.value"] = (name, slice(0, half))
-            parts[f"{parent}.gate"] = (name, slice(half, None))
+            value, gate = _SplitGEGLU.halves(form)
+            parts[f"{parent}.value"], parts[f"{parent}.gate"] = (name, value), (name, gate)
         else:
             modules[name] = _TracedLayer(form, centred.get(name))
             parts[name] = (name, slice(None))
