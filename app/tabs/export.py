@@ -28,8 +28,8 @@ def build(shared: Shared) -> None:
         self_attention = gr.Checkbox(
             False, label="OpenVINO IR: self-attention's query and key on 8 bits too", elem_id="export-self-attention",
             info="Beyond MixDQ, which quantizes only the inputs of Linear and Conv2d layers; NNCF's INT8 PTQ does "
-            "this too. It lets OpenVINO run self-attention on int8: SD-Turbo's UNet (f32 hint) went from 1.20x to "
-            "0.99x of NNCF PTQ's latency. Here it costs little (W8A8 Fréchet 0.18 -> 0.20) and gains no speed: "
+            "this too. It lets OpenVINO run self-attention on int8: SD-Turbo's W8A8 UNet (f32 hint) went from 1.24x to "
+            "1.05x of NNCF PTQ's latency. Here it costs little (W8A8 Fréchet 0.18 -> 0.20) and gains no speed: "
             "this model's attention is tiny.")
         status = gr.Markdown(elem_id="export-status")
         files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="export-downloads")
