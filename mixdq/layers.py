@@ -95,7 +95,8 @@ class QuantMixin(ABC):
             if self.output_observer.range is None:
                 raise NotCalibratedError(
                     f"layer '{self.layer_name}' has no output range for self_attention_bits: calibrate "
-                    "with mixdq.calibrate(pipe, CalibrationConfig(...)) after choosing the config"
+                    "with mixdq.calibrate(pipe, CalibrationConfig(...)), or pass calibration= to "
+                    "mixdq.quantize_()"
                 )
             self._output_qparams = qk_qparams(*self.output_observer.range, self.output_bits)
         return self._output_qparams

@@ -138,8 +138,9 @@ def quantize_(
     if calibration is not None or (needs_ranges and not is_calibrated(model)):
         if calibration is None:
             raise NotCalibratedError(
-                "this allocation quantizes activations (or the config, self-attention's query and key), "
-                "which needs calibration: pass calibration=mixdq.CalibrationConfig(prompts=[...]) to quantize_()"
+                "activation ranges are needed (this allocation quantizes activations, or the config "
+                "self-attention's query and key), which needs calibration: pass "
+                "calibration=mixdq.CalibrationConfig(prompts=[...]) to quantize_()"
             )
         calibrate(model, calibration)
     return apply_allocation(model, allocation)

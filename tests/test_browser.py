@@ -150,6 +150,8 @@ def test_every_view_renders(page):
         expect(page.locator(selector).first).to_be_visible(timeout=30_000)
         page.screenshot(path=SHOTS / f"view-{tab.lower()}.png", full_page=True)
     page.get_by_role("tab", name="Export").click()
+    page.locator("#export-files").click()
+    expect(page.locator("#export-status")).to_contain_text("allocation.json", timeout=30_000)
     page.locator("#export-deployed").click()
     expect(page.locator("#export-status")).to_contain_text("MB of weights on disk", timeout=60_000)
     page.screenshot(path=SHOTS / "view-export-deployed.png", full_page=True)

@@ -18,6 +18,7 @@ from mixdq.deploy import (
     module_bytes,
     pack,
     packed_nbytes,
+    read_manifest,
     save_deployed,
     unpack,
 )
@@ -418,5 +419,7 @@ def test_dequant_kernels_give_the_simulated_model_bit_for_bit(family, self_atten
     assert all(n.endswith(("attn1.to_q", "attn1.to_k")) for n in on_grid)
     assert torch.equal(mixdq.generate_images(pipe, PROMPTS, **kw), simulated)
     save_deployed(pipe, tmp_path / "m")
+    # v2 only where a v1 reader would drop the query/key grid without a word
+    assert read_manifest(tmp_path / "m")["version"] == (2 if self_attention_bits else 1)
     pipe.unet = load_deployed(tmp_path / "m")
     assert torch.equal(mixdq.generate_images(pipe, PROMPTS, **kw), simulated)

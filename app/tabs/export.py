@@ -86,8 +86,9 @@ def build(shared: Shared) -> None:
         entry, allocation, 8 if self_attention else None), "converting for OpenVINO", openvino_text)
 
     b = shared.budget
-    inputs = [shared.model, b["slider"], *b["controls"], self_attention]
-    files_btn.click(friendly(allocation_files), inputs, [files, status], api_visibility="private")
+    plan_inputs = [shared.model, b["slider"], *b["controls"]]
+    inputs = [*plan_inputs, self_attention]
+    files_btn.click(friendly(allocation_files), plan_inputs, [files, status], api_visibility="private")
     deploy_btn.click(friendly(deployed), inputs, [files, status], concurrency_id="pipeline", concurrency_limit=1,
                      api_visibility="private")
     openvino_btn.click(friendly(openvino), inputs, [files, status], concurrency_id="pipeline", concurrency_limit=1,

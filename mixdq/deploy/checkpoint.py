@@ -30,6 +30,9 @@ from .modules import DEPLOYED_CLASSES, LayerSpec
 
 FORMAT = "mixdq-deployed"
 VERSION = 1
+# v2: some layer has an output grid (`QuantConfig.self_attention_bits`), which a reader of v1
+# would drop without a word; models without one are still written as v1, for older readers
+VERSION_OUTPUT_GRIDS = 2
 WEIGHTS = "unet.safetensors"
 MANIFEST = "manifest.json"
 
@@ -69,7 +72,8 @@ def save_deployed(model, folder: str | Path, base_model: str | None = None) -> P
     tmp.replace(folder / WEIGHTS)
     allocation = Allocation({n: m.weight_bits for n, m in layers.items()}, {n: m.act_bits for n, m in layers.items()})
     manifest = dict(
-        format=FORMAT, version=VERSION, base_model=base_model,
+        format=FORMAT, base_model=base_model,
+        version=VERSION_OUTPUT_GRIDS if any(m.spec.output_bits for m in layers.values()) else VERSION,
         unet_config=json.loads(json.dumps(dict(unet.config), default=list)),
         allocation=allocation.to_dict(), layers={n: m.spec.to_dict() for n, m in layers.items()},
         weights={"file": WEIGHTS, "sha256": _sha256(folder / WEIGHTS)}, compile=is_compiled(unet),
@@ -109,9 +113,11 @@ def _save_package(unet, layers, folder: Path) -> dict:
                 add_embedding_in_features=add_embedding_in_features(unet), dequant_in_package=on_dequant)
 
 
-def read_json_manifest(folder: str | Path, fmt: str, version: int, what: str, redo: str) -> dict:
-    """`folder`'s manifest.json, if it is a `fmt` v`version` one; `what` the folder should be, and
-    `redo` how to make it again, for the errors."""
+def read_json_manifest(folder: str | Path, fmt: str, version: int | tuple[int, ...], what: str,
+                       redo: str) -> dict:
+    """`folder`'s manifest.json, if it is a `fmt` v`version` one (or any of several); `what` the
+    folder should be, and `redo` how to make it again, for the errors."""
+    versions = (version,) if isinstance(version, int) else version
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
@@ -120,13 +126,15 @@ def read_json_manifest(folder: str | Path, fmt: str, version: int, what: str, re
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is damaged ({e}); {redo}") from None
-    if manifest.get("format") != fmt or manifest.get("version") != version:
-        raise ConfigError(f"{path} is not a {fmt} v{version} manifest")
+    if manifest.get("format") != fmt or manifest.get("version") not in versions:
+        raise ConfigError(f"{path} is not a {fmt} manifest of a version this engine reads "
+                          f"({', '.join(f'v{v}' for v in versions)}); {redo}")
     return manifest
 
 
 def read_manifest(folder: str | Path) -> dict:
-    return read_json_manifest(folder, FORMAT, VERSION, "a deployed MixDQ model", "save it again with save_deployed")
+    return read_json_manifest(folder, FORMAT, (VERSION, VERSION_OUTPUT_GRIDS), "a deployed MixDQ model",
+                              "save it again with save_deployed")
 
 
 def load_deployed(folder: str | Path, compile: bool | None = None):

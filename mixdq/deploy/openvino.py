@@ -89,7 +89,7 @@ class _TracedLayer(nn.Module):
             self.op = layer._op
         else:
             bias = None if layer.bias is None else layer.bias[rows]
-            self.op = lambda x, w: F.linear(x, w, bias)
+            self.op = lambda x, w: F.linear(x, w, None if bias is None else bias.to(x.dtype))
         self.register_buffer("bos_output", layer.bos_output)
         if spec.weight_bits is None:
             self.register_buffer("weight", layer.weight[rows])
@@ -117,7 +117,7 @@ class _SplitGEGLU(nn.Module):
     """diffusers' GEGLU with its projection traced as two layers, the value and the gate halves of
     its output channels, rather than one layer whose output is split: the same numbers, and
     OpenVINO's CPU plugin runs no VariadicSplit, which it does with a reference kernel (45 ms of a
-    1 s SD-Turbo UNet call, copying the 4096 x 10240 projection)."""
+    1 s SD-Turbo UNet call, copying each projection's output, up to 4096 x 2560 values)."""
 
     def __init__(self, geglu: nn.Module, layer: DeployedLayer, centred: torch.Tensor | None):
         super().__init__()
