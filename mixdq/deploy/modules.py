@@ -107,7 +107,8 @@ class LayerSpec:
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
 
     def to_dict(self) -> dict[str, Any]:
-        """The manifest entry (format version 1): keys that do not apply are left out, not null."""
+        """The manifest entry (format version 1; `output_bits`/`output_scale` only in version 2):
+        keys that do not apply are left out, not null."""
         d: dict[str, Any] = dict(layer=self.layer, kind=self.kind, weight_bits=self.weight_bits,
                                  act_bits=self.act_bits, weight_shape=list(self.weight_shape), bos=self.bos)
         if self.kind == "Conv2d":
