@@ -64,6 +64,7 @@ from mixdq.deploy.openvino import (
     file_hashes,
     record_unet_inputs,
 )
+from mixdq.quantize import needs_calibration
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "out" / "bench-openvino"
@@ -102,7 +103,7 @@ class Embedded:
             "a red circle", generator=torch.Generator().manual_seed(0), **self.defaults.as_kwargs()))[0]
 
     def quantize(self, allocation: mixdq.Allocation, config: mixdq.QuantConfig | None = None) -> None:
-        ranges = allocation.acts or (config is not None and config.self_attention_bits is not None)
+        ranges = needs_calibration(allocation, config or mixdq.QuantConfig())
         calibration = self.defaults.calibration(batch_size=32) if ranges else None
         mixdq.quantize_(self.pipe, allocation, config, calibration=calibration)
 

@@ -226,12 +226,12 @@ def cmd_deploy(args) -> int:
 def _quantized_pipeline(args):
     """The pipeline of MODEL with the allocation of --allocation applied (calibrated if needed)."""
     from .models import load_pipeline
-    from .quantize import quantize_
+    from .quantize import needs_calibration, quantize_
 
     allocation = Allocation.load(args.allocation)
     pipe = load_pipeline(args.model)
     config = QuantConfig(weight=_weight_config(args), self_attention_bits=args.self_attention_bits)
-    calibration = _sampling(args).calibration() if allocation.acts or config.self_attention_bits else None
+    calibration = _sampling(args).calibration() if needs_calibration(allocation, config) else None
     quantize_(pipe, allocation, config, calibration=calibration)
     return pipe
 

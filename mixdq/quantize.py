@@ -118,6 +118,11 @@ def current_allocation(model: Model) -> Allocation:
     )
 
 
+def needs_calibration(allocation: Allocation, config: QuantConfig) -> bool:
+    """Whether quantizing under `allocation` and `config` needs activation ranges."""
+    return bool(allocation.acts) or config.self_attention_bits is not None
+
+
 def quantize_(
     model: Model,
     allocation: Allocation,
@@ -134,8 +139,7 @@ def quantize_(
         raise DeployedModelError("quantize_")
     if config is not None or not quant_layers(model):
         prepare(model, config)
-    needs_ranges = bool(allocation.acts) or quant_config(model).self_attention_bits is not None
-    if calibration is not None or (needs_ranges and not is_calibrated(model)):
+    if calibration is not None or (needs_calibration(allocation, quant_config(model)) and not is_calibrated(model)):
         if calibration is None:
             raise NotCalibratedError(
                 "activation ranges are needed (this allocation quantizes activations, or the config "

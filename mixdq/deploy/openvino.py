@@ -49,7 +49,6 @@ from torch import nn
 from ..allocation import Allocation
 from ..errors import ConfigError, MixDQError
 from ..layers import require_layers, unet_of
-from ..quantizers import int_grid
 from .checkpoint import _sha256, read_json_manifest
 from .convert import bos_embedding, layer_spec
 from .modules import DEPLOYED_CLASSES, DeployedLayer
@@ -108,8 +107,8 @@ class _TracedLayer(nn.Module):
         w = self.weight if s.weight_bits is None else getattr(self, _CODES).float() * self.scale
         y = self.op(x, w)
         if s.output_bits is not None:  # a self-attention query/key: on its own symmetric grid
-            qmin, qmax = int_grid(s.output_bits, symmetric=True)
-            y = torch.fake_quantize_per_tensor_affine(y, s.output_scale, 0, qmin, qmax)
+            qp = s.output_qparams()
+            y = torch.fake_quantize_per_tensor_affine(y, s.output_scale, 0, qp.qmin, qp.qmax)
         return y if bos is None else torch.cat([bos, y], dim=1)
 
 
