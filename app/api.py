@@ -65,7 +65,7 @@ def measure(models: dict[str, ModelEntry], avg_bits: float, num_prompts: int = 3
     `num_prompts` held-out captions, measured against FP, beside the damage it predicted."""
     entry = models[EMBEDDED]
     plan = entry.planner(views.Controls().plan_config()).plan(avg_bits=_number("avg_bits", avg_bits), act_avg_bits=8)
-    scores = images.measure(entry, plan.allocation, int(_number("num_prompts", num_prompts)))
+    scores = images.measure(entry, [plan.allocation], int(_number("num_prompts", num_prompts)))[0]
     return scores | {"predicted_damage": plan.damage, "avg_bits": round(plan.avg_bits, 4),
                      "weight_mb": round(plan.weight_mb, 4)}
 
@@ -88,9 +88,8 @@ def _compare_plan(models: dict[str, ModelEntry], avg_bits: float):
 def export_deployed(models: dict[str, ModelEntry], avg_bits: float) -> tuple[str, dict]:
     """`/compare`'s allocation deployed, saved and zipped, with its sizes."""
     entry, plan = _compare_plan(models, avg_bits)
-    archive, zipped, weights, kernels = exports.deployed_zip(entry, plan.allocation)
-    return str(archive), {"zip_bytes": zipped, "weights_bytes": weights, "predicted_mb": plan.weight_mb,
-                          "kernels": kernels}
+    result = entry.export("deployed", plan.allocation)
+    return result.pop("archive"), result | {"predicted_mb": plan.weight_mb}
 
 
 def export_openvino(models: dict[str, ModelEntry], avg_bits: float,
@@ -99,10 +98,10 @@ def export_openvino(models: dict[str, ModelEntry], avg_bits: float,
     `self_attention_bits` (8, or None/0 for float as MixDQ) for self-attention's query and key."""
     entry, plan = _compare_plan(models, avg_bits)
     self_attention_bits = int(self_attention_bits) if self_attention_bits else None
-    archive, zipped, ir_bytes, stored = exports.openvino_zip(entry, plan.allocation, self_attention_bits)
-    return str(archive), {"zip_bytes": zipped, "unet_bytes": ir_bytes["unet.xml"] + ir_bytes["unet.bin"],
-                          "files": ir_bytes, "predicted_mb": plan.weight_mb, "stored": stored,
-                          "self_attention_bits": self_attention_bits}
+    result = entry.export("openvino", plan.allocation, self_attention_bits)
+    files = result["files"]
+    return result.pop("archive"), result | {"unet_bytes": files["unet.xml"] + files["unet.bin"],
+                                            "predicted_mb": plan.weight_mb}
 
 
 def upload_profile(models: dict[str, ModelEntry], model: str, paths: list[str]) -> str:

@@ -9,11 +9,16 @@ import tempfile
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
 
 import mixdq
+from mixdq.device import format_gb
 from mixdq.serialization import atomic_write_text
 
-from .session import ModelEntry
+if TYPE_CHECKING:  # the entry is only read here; session builds on the GPU boundary, which uses this
+    from .session import ModelEntry
 
 
 def _folder() -> Path:
@@ -36,11 +41,36 @@ def allocation_files(entry: ModelEntry, plan: mixdq.Plan) -> list[Path]:
     return [*files, profile_csv]
 
 
-def _allocated_fork(entry: ModelEntry, allocation: mixdq.Allocation, self_attention_bits: int | None = None):
-    """A copy of the entry's calibrated pipeline with `allocation` applied (BOS-aware), and
-    self-attention's query and key at `self_attention_bits` (None: float, as MixDQ)."""
-    with entry.lock:  # the fork copies the shared, calibrated UNet
-        fork = mixdq.fork_pipeline(entry.pipeline())
+def fork_bytes(pipe, kind: str) -> tuple[int, str]:
+    """What an export needs beyond what the studio holds, and where: a copy of the UNet (deploy
+    runs on the model's device; OpenVINO traces a float32 copy on the CPU) and, while each layer
+    is packed, up to as much again in quantized weights."""
+    params = sum(p.numel() for p in pipe.unet.parameters())
+    if kind == "openvino":
+        return params * 4 * 2, "cpu"
+    return params * next(pipe.unet.parameters()).element_size() * 2, str(pipe.device)
+
+
+def require_fork_memory(pipe, kind: str) -> None:
+    """Refuse, saying what it needs, an export the machine has no memory for."""
+    need, device = fork_bytes(pipe, kind)
+    have = mixdq.available_bytes(device)
+    if need > have:
+        raise mixdq.InsufficientMemoryError(
+            f"this export copies the UNet and packs its weights: it needs about {format_gb(need)} more on "
+            f"{device}, and {format_gb(have)} are free. Export on a bigger machine with the command line "
+            "(`mixdq deploy` / `mixdq export-openvino`, with the allocation file from the files above)."
+        )
+
+
+def allocated_fork(pipe, allocation: mixdq.Allocation, self_attention_bits: int | None = None,
+                   device: str | None = None):
+    """A copy of the calibrated pipeline's UNet with `allocation` applied (BOS-aware), and
+    self-attention's query and key at `self_attention_bits` (None: float, as MixDQ); call with
+    the pipeline's lock held (the copy is taken of the shared UNet)."""
+    fork = mixdq.fork_pipeline(pipe)
+    if device is not None:
+        fork.to(device, torch.float32)
     config = replace(mixdq.quant_config(fork), bos_aware=True, self_attention_bits=self_attention_bits)
     mixdq.prepare(fork, config)  # calibration kept: the query/key ranges were recorded with the rest
     mixdq.apply_allocation(fork, allocation)
@@ -54,34 +84,32 @@ def _zipped(folder: Path, name: str) -> Path:
     return archive
 
 
-def deployed_zip(entry: ModelEntry, allocation: mixdq.Allocation) -> tuple[Path, int, int, dict[str, int]]:
-    """The allocation deployed for real (packed weights, each layer's kernel timed on its own
-    input) and saved with the engine's `save_deployed`, zipped: (zip path, bytes of the zip, bytes
-    of the UNet weights file, layers per kernel)."""
-    fork = _allocated_fork(entry, allocation)
+def deployed_zip(fork, base_model: str | None) -> dict:
+    """The allocated fork deployed for real (packed weights, each layer's kernel timed on its own
+    input) and saved with the engine's `save_deployed`, zipped: {archive, zip_bytes,
+    weights_bytes, kernels (layers per kernel)}."""
     mixdq.deploy.deploy(fork)
     kernels = {k: n for k, n in mixdq.deploy.kernel_counts(mixdq.deploy.deployed_layers(fork)).items() if n}
-    folder = mixdq.deploy.save_deployed(fork, _folder() / "deployed", base_model=entry.spec)
+    folder = mixdq.deploy.save_deployed(fork, _folder() / "deployed", base_model=base_model)
     weights = (folder / "unet.safetensors").stat().st_size
     archive = _zipped(folder, "mixdq-deployed")
-    return archive, archive.stat().st_size, weights, kernels
+    return dict(archive=str(archive), zip_bytes=archive.stat().st_size, weights_bytes=weights, kernels=kernels)
 
 
-def openvino_zip(entry: ModelEntry, allocation: mixdq.Allocation,
-                 self_attention_bits: int | None = None) -> tuple[Path, int, dict[str, int], dict[str, int]]:
-    """The allocation exported for OpenVINO (`export_openvino`: each layer's weights at its bits,
-    activations on the calibrated grid; self-attention's query and key at `self_attention_bits`),
-    zipped: (zip path, bytes of the zip, bytes of each IR file, layers per element type the
-    weights are stored as)."""
+def openvino_zip(fork, base_model: str | None, self_attention_bits: int | None = None) -> dict:
+    """The allocated fork exported for OpenVINO (`export_openvino`: each layer's weights at its
+    bits, activations on the calibrated grid; self-attention's query and key at
+    `self_attention_bits`), zipped: {archive, zip_bytes, files (bytes of each IR file), stored
+    (layers per element type the weights are stored as)}."""
     from mixdq.deploy.openvino import export_openvino, read_openvino_manifest
 
-    fork = _allocated_fork(entry, allocation, self_attention_bits)
-    folder = export_openvino(fork, _folder() / "openvino", base_model=entry.spec)
+    folder = export_openvino(fork, _folder() / "openvino", base_model=base_model)
     manifest = read_openvino_manifest(folder)
     ir_bytes = {name: f["bytes"] for name, f in manifest["files"].items()}
     stored = Counter(layer["stored"] for layer in manifest["layers"].values())
     archive = _zipped(folder, "mixdq-openvino")
-    return archive, archive.stat().st_size, ir_bytes, dict(sorted(stored.items()))
+    return dict(archive=str(archive), zip_bytes=archive.stat().st_size, files=ir_bytes,
+                stored=dict(sorted(stored.items())), self_attention_bits=self_attention_bits)
 
 
 KERNEL_WORDS = {

@@ -8,7 +8,7 @@ import torch
 import mixdq
 from mixdq.shapes import dataset
 
-from .session import ModelEntry, image_metrics
+from .session import Job, ModelEntry, image_metrics
 
 MAX_SEED = 2**31 - 1
 
@@ -60,14 +60,9 @@ def check_prompt(entry: ModelEntry, prompt: str, seed) -> tuple[str, int]:
 
 def compare(entry: ModelEntry, prompts: list[str], seed: int, allocation: mixdq.Allocation,
             bos_aware: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """FP (cached) and quantized images of the same prompts and seeds, and how they differ."""
-    if (missing := entry.weights_available()) is not None:
-        raise mixdq.ModelNotFoundError(
-            f"{entry.key}: heatmaps and the budget work from its profile alone, but images need its "
-            f"weights. {missing} Then start the studio with `python app.py --model {entry.key}`."
-        )
-    fp = entry.generate(prompts, seed, None)
-    q = entry.generate(prompts, seed, allocation, bos_aware)
+    """FP (cached) and quantized images of the same prompts and seeds, and how they differ: one
+    GPU call at most."""
+    fp, q = entry.images([Job(tuple(prompts), seed), Job(tuple(prompts), seed, allocation, bos_aware)])
     return fp, q, image_metrics(entry, fp, q, prompts)
 
 
@@ -87,27 +82,21 @@ def compose(size: str, colour: str, shape: str, where: str, background: str) -> 
     return dataset.Scene(shape, colour, background, where, size).caption
 
 
-def measure(entry: ModelEntry, allocation: mixdq.Allocation, num_prompts: int) -> dict:
-    """The allocation on `num_prompts` held-out captions (caption i with seed i) against FP:
+def measure(entry: ModelEntry, allocations: list[mixdq.Allocation], num_prompts: int) -> list[dict]:
+    """Each allocation on `num_prompts` held-out captions (caption i with seed i) against FP:
     PSNR, SSIM, and on the embedded model caption alignment and Fréchet distance of classifier
-    features. FP images are cached, so a second allocation costs one quantized run."""
+    features. All images come from one GPU call; FP images are cached."""
     if not entry.embedded:
         raise mixdq.ConfigError("measuring needs held-out captions and images: it runs on the embedded model")
     if not 2 <= int(num_prompts) <= 128:
         raise mixdq.ConfigError(f"measure on 2 to 128 prompts, got {num_prompts}")
     from mixdq.shapes.classifier import scores_against
 
-    captions = dataset.evaluation_captions(int(num_prompts))
-    fp = entry.generate(captions, 0, None)
-    q = entry.generate(captions, 0, allocation)
-    with torch.no_grad():
-        scores = scores_against(entry.classifier, fp, q, captions)
-    return {k: round(v, 4) for k, v in scores.items()} | {"num_prompts": int(num_prompts)}
-
-
-try:  # on a ZeroGPU Space only the decorated function holds a GPU; elsewhere nothing changes
-    import spaces
-
-    compare, measure = spaces.GPU(compare), spaces.GPU(measure)
-except ImportError:
-    pass
+    captions = tuple(dataset.evaluation_captions(int(num_prompts)))
+    fp, *quantized = entry.images([Job(captions, 0), *(Job(captions, 0, a) for a in allocations)])
+    rows = []
+    for q in quantized:
+        with torch.no_grad():
+            scores = scores_against(entry.classifier, fp, q, list(captions))
+        rows.append({k: round(v, 4) for k, v in scores.items()} | {"num_prompts": int(num_prompts)})
+    return rows

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 
+import torch
+
 import mixdq
+from mixdq.device import format_gb
 from mixdq.sensitivity import journal_path
 
+from . import gpu, settings
 from .session import ModelEntry
 
-ROOT = Path(os.environ.get("MIXDQ_STUDIO_CACHE", Path.home() / ".cache" / "mixdq-studio")) / "profiles"
+ROOT = settings.cache_root() / "profiles"
 SEP = " · "  # "embedded · my-sweep": a derived entry's key
 
 
@@ -116,16 +119,45 @@ def journaled(path: Path) -> int:
     return max(0, sum(1 for line in journal.read_text().splitlines() if line.strip().endswith("}")) - 1)
 
 
+def sweep_bytes(base: ModelEntry, placement: mixdq.Placement) -> int:
+    """Memory a sweep needs beyond what the studio holds: a pipeline of its own (so images are not
+    blocked for hours) and one layer-at-a-time quantized weight per probe. From the loaded
+    pipeline where there is one, else from the UNet's parameter count (text encoders and VAE add
+    about a third: SDXL-Turbo 3.47 B parameters in all for a 2.57 B UNet)."""
+    element = torch.empty((), dtype=placement.dtype).element_size()
+    if base.pipeline_key in gpu.PIPELINES:
+        return gpu.PIPELINES[base.pipeline_key].pipeline_bytes()
+    return int(mixdq.load_inventory(base.spec).total_params * element * 1.35)
+
+
+def check_sweep(base: ModelEntry) -> None:
+    """Refuse a sweep this studio does not allow, or has no memory for, saying why."""
+    studio = settings.current()
+    if not base.embedded and (note := studio.sweeps_note()):
+        raise mixdq.ConfigError(note)
+    placement = studio.placement
+    need, have = sweep_bytes(base, placement), mixdq.available_bytes(placement.device)
+    if need > have:
+        command = " ".join(filter(None, ("mixdq sensitivity", base.spec, "-o profile.json")))
+        raise mixdq.InsufficientMemoryError(
+            f"a sweep of {base.key} loads a second copy of the model: about {format_gb(need)} on "
+            f"{placement.device}, and {format_gb(have)} are free here. Run it where there is room with "
+            f"`{command}` (it resumes if interrupted), then upload the profile here.")
+
+
 def run_sweep(base: ModelEntry, config: mixdq.SweepConfig) -> tuple[mixdq.Profile, Path]:
-    """The engine's resumable sweep on a pipeline of its own (image generation is not blocked);
-    `cancel(base)` stops it after the probe in flight, and the journal keeps what was measured."""
+    """The engine's resumable sweep on a pipeline of its own (image generation is not blocked),
+    on the studio's device; `cancel(base)` stops it after the probe in flight, and the journal
+    keeps what was measured."""
+    check_sweep(base)
     model = folder_of(base)  # every profile of one model shares its sweeps' journals
     with _SWEEPS_LOCK:
         if model in _SWEEPS:
             raise mixdq.ConfigError("a sweep of this model is already running; cancel it or wait for it")
         flag = _SWEEPS[model] = threading.Event()
     try:
-        pipe = mixdq.load_pipeline(base.spec)
+        placement = settings.current().placement
+        pipe = mixdq.load_pipeline(base.spec, device=placement.device, dtype=placement.dtype)
         out = sweep_path(base, config)
 
         def check(_n: int) -> None:

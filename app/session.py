@@ -1,16 +1,16 @@
 """What the studio shares between users, one entry per model: its profile, cached planners, and
-(for models whose weights are here) one pipeline behind a lock.
+its FP images. Its pipeline lives behind the GPU boundary (`app.gpu`), which takes the allocation
+of each image as data, under one lock per pipeline, so an image is always made under the
+allocation it was asked for.
 
 Per-user choices (budget, locks, metric, ...) never live here: they are `gr.State` and arguments.
-Anything that changes the shared pipeline (apply an allocation, toggle BOS, generate) holds the
-entry's lock for the whole call, so an image is always made under the allocation it was asked for.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -22,9 +22,10 @@ from mixdq.inventory import Position, position
 from mixdq.metrics import psnr_db, ssim
 from mixdq.models import ASSETS
 
+from . import gpu, settings
 from .plots import Grid
+from .settings import EMBEDDED, MODELS_ENV, on_space
 
-EMBEDDED = "embedded"
 PROFILES = ASSETS / "profiles"
 
 
@@ -33,7 +34,6 @@ class ModelEntry:
     key: str  # what the picker and the API call it: "embedded", "sdxl-turbo", a hub id, a folder
     spec: str | None  # what mixdq.load_pipeline takes (None: the embedded model)
     profile_path: Path
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def embedded(self) -> bool:
@@ -41,10 +41,9 @@ class ModelEntry:
         return self.spec is None
 
     def sharing_pipeline_of(self, base: ModelEntry) -> ModelEntry:
-        """Another profile of `base`'s model uses `base`'s pipeline, lock and FP cache: one model
-        in memory however many profiles of it are served."""
-        self.lock = base.lock
-        self.__dict__["_state"] = base._state
+        """Another profile of `base`'s model shares its FP image cache (and, by its spec, its
+        pipeline: one model in memory however many profiles of it are served)."""
+        self.__dict__["_fp"] = base._fp
         return self
 
     @cached_property
@@ -70,7 +69,7 @@ class ModelEntry:
     def memo(self, key, make):
         """`make()` once per key (a config, or a config and what was derived from it), the 64 most
         recent kept: planners, their Pareto frontiers, the uniform reference points."""
-        with _MEMO_LOCK:  # never the pipeline lock: a solve never waits for an image
+        with _MEMO_LOCK:
             value = self._memo.get(key)
         if value is None:  # made outside the lock: a new SDXL frontier must not stall other users
             value = make()  # (two users asking at once may both make it; the results are equal)
@@ -81,60 +80,77 @@ class ModelEntry:
                 self._memo.popitem(last=False)
         return value
 
+    def memoized(self, key):
+        """What `memo` made for `key`, or None."""
+        with _MEMO_LOCK:
+            return self._memo.get(key)
+
     def planner(self, config: mixdq.PlanConfig) -> mixdq.Planner:
         """One planner per config: its frontier is the expensive part."""
         return self.memo(config, lambda: mixdq.Planner(self.profile, config))
 
-    # --- the pipeline: loaded on first use, calibrated once --------------------------------
+    # --- images: made by the GPU boundary (app.gpu), FP images cached here --------------------
+
+    @property
+    def pipeline_key(self) -> str:
+        """Which loaded pipeline makes this entry's images (every profile of a model shares one)."""
+        return EMBEDDED if self.spec is None else self.spec
 
     @cached_property
-    def _state(self) -> dict:
-        return {"pipe": None, "error": None, "bos": True, "fp": OrderedDict()}
+    def _fp(self) -> OrderedDict:
+        return OrderedDict()
 
-    def pipeline(self):
-        """The prepared, calibrated pipeline; raises the engine's error (weights missing) as is.
-        Call with the lock held."""
-        state = self._state
-        if state["pipe"] is None:
-            pipe = mixdq.load_pipeline(self.spec)
-            pipe.set_progress_bar_config(disable=True)
-            mixdq.prepare(pipe)
-            mixdq.calibrate(pipe, self.defaults.calibration())  # a tqdm bar the page shows
-            state["pipe"] = pipe
-        return state["pipe"]
-
-    def weights_available(self) -> str | None:
-        """None when images can be made, else the message that says what is missing."""
-        if self.spec is None:
+    def images_refused(self) -> str | None:
+        """None when this studio makes images of the model, else the message that says why not
+        and what to do."""
+        if self.pipeline_key in gpu.PIPELINES or self.embedded:
             return None
-        try:
-            mixdq.load_unet_config(mixdq.ARCHITECTURES[self.spec].hub_id if self.spec in mixdq.ARCHITECTURES
-                                   else self.spec)
-        except mixdq.MixDQError as e:
-            return str(e)
-        return None
+        if on_space():
+            return (f"This Space serves {self.key} from its profile only (heatmaps, budget, layers). Its owner can "
+                    f"add it to {MODELS_ENV} on a GPU Space (fp16 weights downloaded at build time).")
+        return (f"Images of {self.key} need its weights loaded when the studio starts: "
+                f"`python app.py --model {self.key}` (or {MODELS_ENV}=embedded,{self.key}); the first start "
+                "downloads them unless they are in the Hugging Face cache. Heatmaps and the budget work without.")
 
-    def generate(self, prompts: list[str], seed: int, allocation: mixdq.Allocation | None,
-                 bos_aware: bool = True) -> torch.Tensor:
-        """Images in [-1, 1] under `allocation` (None: floating point); FP images are cached."""
-        key = (tuple(prompts), seed, self.defaults.num_inference_steps)
-        with self.lock:
-            cache = self._state["fp"]
-            if allocation is None and key in cache:
-                cache.move_to_end(key)
-                return cache[key]
-            pipe = self.pipeline()
-            mixdq.apply_allocation(pipe, allocation or mixdq.Allocation())
-            if allocation is not None and self._state["bos"] != bos_aware:
-                mixdq.set_bos_aware(pipe, bos_aware)
-                self._state["bos"] = bos_aware
-            with torch.no_grad():
-                images = mixdq.generate_images(pipe, prompts, first_seed=seed, **self.defaults.as_kwargs()).cpu()
-            if allocation is None:
-                cache[key] = images
-                while len(cache) > 64:
-                    cache.popitem(last=False)
-            return images
+    def loaded(self) -> gpu.Loaded:
+        """The model's pipeline; the embedded model loads on first use (a second), other models
+        only at start-up (`app.runtime.start`)."""
+        if (refused := self.images_refused()) is not None:
+            raise mixdq.ModelNotFoundError(refused)
+        with _LOAD_LOCK:
+            if self.pipeline_key not in gpu.PIPELINES:
+                gpu.load(self.pipeline_key, self.spec, settings.current().placement)
+        return gpu.PIPELINES[self.pipeline_key]
+
+    def images(self, jobs: list[Job]) -> list[torch.Tensor]:
+        """Images in [-1, 1] of each job, from one GPU call (none when every one is a cached FP
+        image): so Compare, Measure and the grid each ask for the GPU once."""
+        loaded = self.loaded()
+        steps = loaded.defaults.num_inference_steps
+        with _FP_LOCK:
+            cached = {i: self._fp[job.fp_key(steps)] for i, job in enumerate(jobs)
+                      if job.allocation is None and job.fp_key(steps) in self._fp}
+        todo = [i for i in range(len(jobs)) if i not in cached]
+        made = {}
+        if todo:
+            result = gpu.render(loaded.key, [jobs[i].plain() for i in todo], gpu.RANGES.get(loaded.key))
+            gpu.keep_ranges(loaded.key, result["ranges"])
+            made = dict(zip(todo, result["images"]))
+        with _FP_LOCK:
+            for i, images in made.items():
+                if jobs[i].allocation is None:
+                    self._fp[jobs[i].fp_key(steps)] = images
+                    while len(self._fp) > 64:
+                        self._fp.popitem(last=False)
+        return [cached[i] if i in cached else made[i] for i in range(len(jobs))]
+
+    def export(self, kind: str, allocation: mixdq.Allocation, self_attention_bits: int | None = None) -> dict:
+        """The allocation made runnable ("deployed" or "openvino"), zipped: one GPU call; refused,
+        saying what it needs, where memory is short. Returns `app.gpu.export`'s dict."""
+        loaded = self.loaded()
+        result = gpu.export(loaded.key, kind, allocation.to_dict(), self_attention_bits, gpu.RANGES.get(loaded.key))
+        gpu.keep_ranges(loaded.key, result.pop("ranges"))
+        return result
 
     @cached_property
     def classifier(self):
@@ -147,7 +163,27 @@ class ModelEntry:
         return AttributeClassifier.load(EMBEDDED_CLASSIFIER_DIR)
 
 
-_MEMO_LOCK = threading.Lock()
+_MEMO_LOCK = threading.Lock()  # never a pipeline's lock: a solve never waits for an image
+_FP_LOCK = threading.Lock()
+_LOAD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Job:
+    """Images of `prompts` (prompt i with seed `seed + i`) under `allocation` (None: floating point)."""
+
+    prompts: tuple[str, ...]
+    seed: int
+    allocation: mixdq.Allocation | None = None
+    bos_aware: bool = True
+
+    def fp_key(self, steps: int) -> tuple:
+        return (self.prompts, self.seed, steps)
+
+    def plain(self) -> dict:
+        """As `app.gpu.render` takes it: plain data, picklable into a ZeroGPU worker."""
+        allocation = None if self.allocation is None else self.allocation.to_dict()
+        return {"prompts": list(self.prompts), "seed": self.seed, "allocation": allocation, "bos_aware": self.bos_aware}
 
 
 def image_metrics(entry: ModelEntry, fp: torch.Tensor, q: torch.Tensor, prompts: list[str]) -> dict:

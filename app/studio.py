@@ -13,7 +13,7 @@ import pandas as pd
 import mixdq
 from mixdq.bits import bits_choices, parse_bits
 
-from . import api, images, library
+from . import api, images, library, views
 from .session import EMBEDDED, ModelEntry, default_models
 from .tabs import analyse, budget, compare, export, measure, sensitivity
 from .tabs.common import Shared, friendly
@@ -140,6 +140,7 @@ def build_demo(models: dict[str, ModelEntry] | None = None, default: str = EMBED
             with gr.Column(scale=0, min_width=260):
                 picker = gr.Dropdown(list(models), value=default, label="Model", elem_id="model-picker")
         gr.Markdown(HONEST, elem_classes="honest")
+        hardware = gr.Markdown(elem_id="hardware")
         with gr.Row():
             link_btn = gr.Button("Link to this view", size="sm", scale=0, min_width=160)
             link = gr.Textbox(show_label=False, placeholder="a URL that opens the studio in this state "
@@ -164,10 +165,17 @@ def build_demo(models: dict[str, ModelEntry] | None = None, default: str = EMBED
             return url_state(models, default, request)
 
         opened = demo.load(opening, None, state, api_visibility="private")
-        opened.then(friendly(b["reset"]), b["reset_inputs"], b["reset_outputs"], api_visibility="private")
+        reset = opened.then(friendly(b["reset"]), b["reset_inputs"], b["reset_outputs"], api_visibility="private")
+        # the Compare tab opens on a pair of images, not an empty frame (made once, then from memory)
+        reset.then(c["first_pair"], c["inputs"], c["outputs"], concurrency_id="pipeline", concurrency_limit=1,
+                   show_progress="minimal", api_visibility="private").then(
+            views.hardware_text, None, hardware, api_visibility="private")
         opened.then(friendly(s["bit_choices"]), [picker, s["kind"]], [s["bits"], s["layer"]],
                     api_visibility="private").then(friendly(s["show"]), s["inputs"], s["shown"],
                                                    api_visibility="private")
+        opened.then(views.hardware_text, None, hardware, api_visibility="private")
+        for event in c["made"]:  # images change what is loaded and held
+            event.then(views.hardware_text, None, hardware, api_visibility="private")
         opened.then(friendly(c["model_changed"]), picker, [c["note"], c["composer"]], api_visibility="private")
         a = shared.analyse
         opened.then(friendly(a["agreement"]), [picker, a["bits"]], [a["bits"], a["scatter"]], api_visibility="private")

@@ -11,9 +11,12 @@ import pandas as pd
 import mixdq
 from mixdq.bits import format_bits
 from mixdq.damage import damage
+from mixdq.device import format_gb
 from mixdq.mixdq_mode import plan_mixdq
 
+from . import gpu, settings
 from .session import ModelEntry
+from .settings import zero_gpu
 
 FP16_BYTES, FP32_BYTES = 2, 4
 
@@ -170,3 +173,17 @@ def bits_hover(entry: ModelEntry, plan: mixdq.Plan) -> dict[str, str]:
 def weight_bits_of(plan: mixdq.Plan) -> dict[str, int]:
     """Bits per layer for the map, floating point as 16."""
     return {n: (16 if (b := plan.allocation.weight_bits(n)) is None else b) for n in plan.layers}
+
+
+def hardware_text() -> str:
+    """Where images are made and what memory the studio holds: one line for the page's header."""
+    studio = settings.current()
+    placement = studio.placement
+    where = "ZeroGPU (a GPU lent for each image request)" if zero_gpu() else placement.describe()
+    use = mixdq.memory_in_use("cpu" if zero_gpu() else placement.device)
+    parts = [f"**Images on** {where}", f"process memory {format_gb(use['rss_bytes'])}"]
+    if "cuda_allocated_bytes" in use:
+        parts.append(f"GPU memory {format_gb(use['cuda_allocated_bytes'])} (peak {format_gb(use['cuda_peak_bytes'])})")
+    loaded = [f"{key} ({format_gb(m.pipeline_bytes())})" for key, m in gpu.PIPELINES.items()]
+    parts.append(f"loaded: {', '.join(loaded) or 'none yet (the embedded model loads on its first image)'}")
+    return " · ".join(parts)

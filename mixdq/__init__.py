@@ -19,12 +19,14 @@ Deployment (packed weights, int8 kernels, save/load) is `mixdq.deploy`.
 from . import deploy, logs
 from .allocation import Allocation
 from .bits import ACT_BITS, WEIGHT_BITS, Bits
-from .calibration import calibrate, calibrating
+from .calibration import calibrate, calibrating, calibration_ranges, set_calibration_ranges
 from .config import ActQuantConfig, CalibrationConfig, PlanConfig, QuantConfig, WeightQuantConfig
+from .device import Placement, available_bytes, memory_in_use
 from .errors import (
     ConfigError,
     DeployedModelError,
     InfeasibleBudgetError,
+    InsufficientMemoryError,
     MixDQError,
     ModelNotFoundError,
     NotCalibratedError,
@@ -61,13 +63,14 @@ from .quantize import (
     set_layer_bits,
 )
 from .sensitivity import SweepConfig, sweep
+from .weight_cache import set_weight_cache_budget, weight_cache_budget
 
 logs.silence_import_noise()
 
 __all__ = [
     # models: where pipelines, layers and sampling settings come from
     "ARCHITECTURES", "GenerationDefaults", "GroupRule", "Inventory", "LayerInfo", "build_inventory",
-    "fork_pipeline",
+    "fork_pipeline", "Placement", "available_bytes", "memory_in_use",
     "generation_defaults", "load_inventory", "load_pipeline", "load_unet_config",
     "PromptCheck", "PromptWarning", "check_prompt", "known_words",
     # configs and allocations: data
@@ -76,11 +79,12 @@ __all__ = [
     # the verbs (they change the pipeline's UNet in place)
     "apply_allocation", "calibrate", "calibrating", "current_allocation", "is_calibrated", "prepare", "quant_config",
     "quantize_", "restore", "set_bos_aware", "set_layer_bits", "generate_images",
+    "calibration_ranges", "set_calibration_ranges", "set_weight_cache_budget", "weight_cache_budget",
     # sensitivity, profiles, allocation
     "LayerProfile", "Plan", "Planner", "Profile", "import_mixdq", "plan_mixdq", "sweep",
     # memory and deployment
     "MemoryReport", "memory_report", "deploy",
     # errors
-    "ConfigError", "DeployedModelError", "InfeasibleBudgetError", "MixDQError", "ModelNotFoundError",
-    "NotCalibratedError", "UnknownLayerError", "UnsupportedBitsError", "UnsupportedModelError",
+    "ConfigError", "DeployedModelError", "InfeasibleBudgetError", "InsufficientMemoryError", "MixDQError",
+    "ModelNotFoundError", "NotCalibratedError", "UnknownLayerError", "UnsupportedBitsError", "UnsupportedModelError",
 ]  # fmt: skip

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import CalibrationConfig
+from .errors import ConfigError
 from .generation import quiet_progress
 from .layers import Model, require_layers
 from .logs import quiet_prompt_noise
@@ -46,3 +47,39 @@ def calibrate(pipe, calibration: CalibrationConfig = CalibrationConfig(), progre
                 generator=torch.Generator("cpu").manual_seed(calibration.seed + i),
                 output_type="latent",
             )
+
+
+OBSERVERS = ("observer", "observer_no_bos", "output_observer")  # a layer's input, input without BOS, output
+
+
+def calibration_ranges(model: Model) -> dict:
+    """Every layer's recorded ranges as plain data (JSON, picklable): small enough to keep per
+    model on disk and to hand to another process, which then needs no calibration run."""
+    layers = require_layers(model, "calibration_ranges")
+    return {
+        "version": 1,
+        "layers": {
+            name: {kind: [obs.lo, obs.hi, obs.calls] for kind in OBSERVERS
+                   if (obs := getattr(layer, kind)) is not None and obs.calls}
+            for name, layer in layers.items()
+        },
+    }
+
+
+def set_calibration_ranges(model: Model, ranges: dict) -> None:
+    """Install ranges from `calibration_ranges` (of the same model and activation config)."""
+    layers = require_layers(model, "set_calibration_ranges")
+    saved = ranges.get("layers") if isinstance(ranges, dict) and ranges.get("version") == 1 else None
+    if not isinstance(saved, dict) or set(saved) != set(layers):
+        raise ConfigError("these calibration ranges are not of this model (its layers differ): calibrate it "
+                          "with mixdq.calibrate(pipe, CalibrationConfig(...)) instead")
+    for name, layer in layers.items():
+        for kind in OBSERVERS:
+            obs = getattr(layer, kind)
+            if obs is None:
+                continue
+            obs.reset()
+            if kind in saved[name]:
+                lo, hi, calls = saved[name][kind]
+                obs.lo, obs.hi, obs.calls = float(lo), float(hi), int(calls)
+        layer.configure(layer.config)  # drops parameters derived from the old ranges

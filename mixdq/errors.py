@@ -75,3 +75,7 @@ class DeployedModelError(MixDQError, RuntimeError):
             "the floating-point model again (mixdq.load_pipeline(...)) and quantize that; deploy a "
             "copy only when the allocation is final."
         )
+
+
+class InsufficientMemoryError(MixDQError, MemoryError):
+    """Work that would not fit in the memory this machine has free; the message says what it needs."""

@@ -21,6 +21,7 @@ from .config import QuantConfig
 from .errors import DeployedModelError, MixDQError, NotCalibratedError, UnsupportedModelError
 from .observers import RangeObserver
 from .quantizers import QParams, act_qparams, fake_quantize, fake_quantize_weight
+from .weight_cache import LayerWeights
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -62,7 +63,9 @@ class QuantMixin(ABC):
         old = getattr(self, "config", None)
         self.config = config
         if old is None or old.weight != config.weight:
-            self._weight_cache: dict[int, tuple[tuple, torch.Tensor]] = {}
+            if old is not None:
+                self._weight_cache.clear()
+            self._weight_cache = LayerWeights()
         self._act_cache: dict[tuple[int, bool], QParams] = {}
         self._output_qparams: QParams | None = None
         if old is None or old.act != config.act:
@@ -102,14 +105,11 @@ class QuantMixin(ABC):
         return self._output_qparams
 
     def quantized_weight(self, bits: int) -> torch.Tensor:
-        """Fake-quantized weight, computed once per bit-width (and again only if the weight moves)."""
+        """Fake-quantized weight, computed when the width changes (or the weight moves); other
+        widths stay cached only within `mixdq.set_weight_cache_budget`."""
         w = self.weight
         key = (w.device, w.dtype, w.data_ptr(), w._version)
-        hit = self._weight_cache.get(bits)
-        if hit is None or hit[0] != key:
-            hit = (key, fake_quantize_weight(w.detach(), bits, self.config.weight))
-            self._weight_cache[bits] = hit
-        return hit[1]
+        return self._weight_cache.get(bits, key, lambda: fake_quantize_weight(w.detach(), bits, self.config.weight))
 
     def clear_cache(self) -> None:
         """Drop cached quantized weights (they are recomputed on demand)."""

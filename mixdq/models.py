@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .config import DEFAULT_CALIBRATION_PROMPTS, CalibrationConfig
+from .device import Placement
 from .errors import ModelNotFoundError, UnsupportedModelError
 from .inventory import MIXDQ_RULE, GroupRule, Inventory, build_inventory
 
@@ -211,22 +212,46 @@ def load_inventory(spec: str | None = None, latent_size=None, group_rule: GroupR
     )
 
 
-def load_pipeline(spec: str | None = None, *, dtype: torch.dtype = torch.float32, variant: str | None = None,
-                  **components):
-    """A `StableDiffusionPipeline` or `StableDiffusionXLPipeline`, on the CPU.
+def load_pipeline(spec: str | None = None, *, device: str | None = None, dtype: str | torch.dtype | None = None,
+                  variant: str | None = ..., **components):
+    """A `StableDiffusionPipeline` or `StableDiffusionXLPipeline` where it runs best.
 
     `spec`: None for the embedded model, an architecture name (loads its hub id from the local
-    cache), a hub id, or a local folder. Move it elsewhere with `pipe.to(...)`. `components`
-    replace the pipeline's own (`unet=None`: not loaded, for a UNet that comes from elsewhere).
+    cache), a hub id, or a local folder. `device`/`dtype`: as `Placement.resolve` (default: CUDA in
+    float16 where a GPU is, else the CPU in float32; MIXDQ_DEVICE / MIXDQ_DTYPE override).
+    `variant`: the weight files to read (default: "fp16" for a float16 load where the model has
+    them, else the full-precision files). `components` replace the pipeline's own (`unet=None`:
+    not loaded, for a UNet that comes from elsewhere).
     """
+    placement = Placement.resolve(device, dtype)
     if spec in ARCHITECTURES:
         spec = ARCHITECTURES[spec].hub_id
     source = _embedded_or_explain() if spec is None else _local_or_hub(spec)
+    if variant is ...:
+        variant = placement.variant
+    try:
+        pipe = _from_pretrained(source, placement.dtype, variant, components)
+    except _NoVariant:  # a model without fp16 files: its full-precision ones, cast on load
+        pipe = _from_pretrained(source, placement.dtype, None, components)
+    if type(pipe).__name__ not in SUPPORTED_PIPELINES:
+        raise UnsupportedModelError(
+            f"'{spec}' is a {type(pipe).__name__}; mixdq supports {', '.join(SUPPORTED_PIPELINES)}"
+        )
+    return pipe.to(placement.device)
+
+
+class _NoVariant(Exception):
+    pass
+
+
+def _from_pretrained(source: Path | str, dtype: torch.dtype, variant: str | None, components: dict):
     from diffusers import DiffusionPipeline
 
+    if variant is not None and isinstance(source, Path) and not any(source.glob(f"*/*.{variant}.safetensors")):
+        raise _NoVariant
     try:
         with _quiet_hub():
-            pipe = DiffusionPipeline.from_pretrained(
+            return DiffusionPipeline.from_pretrained(
                 source,
                 dtype=dtype,
                 use_safetensors=True,
@@ -235,6 +260,8 @@ def load_pipeline(spec: str | None = None, *, dtype: torch.dtype = torch.float32
                 **components,
             )
     except (OSError, ValueError) as e:
+        if variant is not None and variant in str(e):
+            raise _NoVariant from None
         if not isinstance(source, Path):
             raise _hub_error(source, e) from None
         if any(source.glob("**/*.bin")) or any(source.glob("**/*.ckpt")):
@@ -244,11 +271,6 @@ def load_pipeline(spec: str | None = None, *, dtype: torch.dtype = torch.float32
                 "DiffusionPipeline.from_pretrained(folder).save_pretrained(new_folder)."
             ) from None
         raise ModelNotFoundError(f"could not load the pipeline in '{source}': {e}") from None
-    if type(pipe).__name__ not in SUPPORTED_PIPELINES:
-        raise UnsupportedModelError(
-            f"'{spec}' is a {type(pipe).__name__}; mixdq supports {', '.join(SUPPORTED_PIPELINES)}"
-        )
-    return pipe
 
 
 def fork_pipeline(pipe):

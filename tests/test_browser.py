@@ -62,6 +62,15 @@ def test_dragging_the_budget_changes_the_allocation(page):
     page.screenshot(path=SHOTS / "2-budget.png", full_page=True)
 
 
+def test_compare_opens_on_a_pair_and_the_header_says_where_images_run(page):
+    expect(page.locator("#hardware")).to_contain_text("Images on cpu", timeout=60_000)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#fp-image img")).to_be_visible(timeout=60_000)  # before any button is pressed
+    expect(page.locator("#q-image img")).to_be_visible()
+    expect(page.locator("#compare-metrics")).to_contain_text("PSNR")
+    expect(page.locator("#hardware")).to_contain_text("loaded: embedded")
+
+
 def test_generate_shows_two_images(page):
     page.get_by_role("tab", name="Compare").click()
     page.locator("#generate").click()
@@ -91,7 +100,7 @@ def test_switching_to_sdxl_turbo_shows_its_794_layers(page):
     expect(page.get_by_text("794 layers of sdxl-turbo")).to_be_visible(timeout=60_000)
     page.screenshot(path=SHOTS / "5-sensitivity-sdxl-turbo.png", full_page=True)
     page.get_by_role("tab", name="Compare").click()
-    expect(page.locator("#weights-note")).to_contain_text("hf download stabilityai/sdxl-turbo", timeout=30_000)
+    expect(page.locator("#weights-note")).to_contain_text("python app.py --model sdxl-turbo", timeout=30_000)
     page.get_by_role("tab", name="Budget").click()
     expect(page.locator("#plan-summary")).to_contain_text("0.", timeout=30_000)
     page.screenshot(path=SHOTS / "6-budget-sdxl-turbo.png", full_page=True)

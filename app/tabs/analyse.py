@@ -116,6 +116,8 @@ def build(shared: Shared) -> None:
             profile, _ = library.run_sweep(entry, config)
         except library.SweepCancelled as e:
             return gr.skip(), f"**Sweep {e}**"
+        except mixdq.MixDQError as e:  # not allowed here, or no memory for it: said where the user looks
+            return gr.skip(), f"⚠️ **{e}**"
         key = library.add(shared.models, entry, profile, "sweep")
         measured = sum(bool(layer.weight or layer.activation) for layer in profile)
         partial = ("" if measured == len(profile) else

@@ -23,16 +23,18 @@ INTRO = (
     "point and leaves it out of calibration. The embedded model's small text encoder grew no such "
     "outlier, so here the toggle changes nothing measurable."
 )
-SCALE = 4  # the embedded model's 64 px images, shown at 256 px
 SHOWN = dict(type="numpy", format="png", interactive=False)  # lossless: the pixels are what is compared
 
 
+def scale_of(images) -> int:
+    """Small images are enlarged to about 256 px (nearest: the embedded model's 64 px pixels stay
+    visible); full-size ones are shown as made."""
+    return max(1, 256 // images.shape[-1])
+
+
 def _weights_note(entry) -> str:
-    missing = entry.weights_available()
-    if missing is None:
-        return ""
-    return (f"**Images need {entry.key}'s weights**, which are not on this machine. {missing} "
-            f"Then run `python app.py --model {entry.key}`. Heatmaps and the budget work without them.")
+    refused = entry.images_refused()
+    return "" if refused is None else f"**No images of {entry.key} here.** {refused}"
 
 
 def build(shared: Shared) -> None:
@@ -93,8 +95,9 @@ def build(shared: Shared) -> None:
         text, s = images.check_prompt(entry, text, s)
         allocation, label, use_bos = allocation_for(entry, which, mb, values)
         fp, q, m = images.compare(entry, [text], s, allocation, bos_aware and use_bos)
-        fp_a, q_a = images.to_uint8(fp, SCALE)[0], images.to_uint8(q, SCALE)[0]
-        return ((fp_a, q_a), fp_a, q_a, images.difference(fp, q, scale=SCALE),
+        scale = scale_of(fp)
+        fp_a, q_a = images.to_uint8(fp, scale)[0], images.to_uint8(q, scale)[0]
+        return ((fp_a, q_a), fp_a, q_a, images.difference(fp, q, scale=scale),
                 images.metrics_text(label, m), gr.update(visible=False))
 
     def run_grid(model, s, bos_aware, mb, *values):
@@ -143,10 +146,10 @@ def build(shared: Shared) -> None:
 
     common = dict(concurrency_id="pipeline", concurrency_limit=1, api_visibility="private")
     state = [shared.model, prompt, seed, bos, b["slider"], *b["controls"]]
-    for button, which in ((generate, "plan"), (uniform, "uniform"), (naive, "naive")):
-        button.click(said_in_place(generating(which)), state, outputs, **common)
-    grid_btn.click(said_in_place(grid_handler), [shared.model, seed, bos, b["slider"], *b["controls"]], outputs,
-                   **common)
+    made = [button.click(said_in_place(generating(which)), state, outputs, **common)
+            for button, which in ((generate, "plan"), (uniform, "uniform"), (naive, "naive"))]
+    made.append(grid_btn.click(said_in_place(grid_handler), [shared.model, seed, bos, b["slider"], *b["controls"]],
+                               outputs, **common))
 
     def follow_slider(on, shown, *a):  # only once an image is on screen
         return run("plan", *a) if on and shown is not None else [gr.skip()] * len(outputs)
@@ -156,4 +159,14 @@ def build(shared: Shared) -> None:
     for picker in (size, colour, shape, where, background):
         picker.change(images.compose, [size, colour, shape, where, background], prompt, api_visibility="private")
     shared.model.change(friendly(model_changed), shared.model, [note, composer], api_visibility="private")
-    shared.compare = dict(model_changed=model_changed, note=note, composer=composer, prompt=prompt, seed=seed)
+    def first_pair(model, text, s, bos_aware, mb, *values):
+        """The pair a new visitor sees before pressing anything: made once per model and state
+        (every page load after the first shows it from memory)."""
+        entry = shared.entry(model)
+        if entry.images_refused() is not None:
+            return [gr.skip()] * len(outputs)
+        key = ("first-pair", repr((text, s, bool(bos_aware), mb, values)))  # the locks arrive as a list
+        return entry.memo(key, lambda: run("plan", model, text, s, bos_aware, mb, *values))
+
+    shared.compare = dict(model_changed=model_changed, note=note, composer=composer, prompt=prompt, seed=seed,
+                          made=made, first_pair=said_in_place(first_pair), inputs=state, outputs=outputs)

@@ -45,29 +45,32 @@ def build(shared: Shared) -> None:
         return [str(p) for p in paths], (f"{plan.avg_bits:.2f} bits, {views.megabytes(plan.weight_mb)} MB "
                                          f"predicted for the packed weights; files: {', '.join(p.name for p in paths)}")
 
-    def exporter(make, what: str, describe):
-        """A click handler: the budget view's plan, made runnable by `make` (when the weights are
-        here; else the commands that do it elsewhere), and `describe`d."""
+    def exporter(kind: str, what: str, describe):
+        """A click handler: the budget view's plan, made runnable as `kind` (when the studio has
+        the model's weights; else the commands that do it elsewhere), and `describe`d."""
 
         def run(model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks, self_attention,
                 progress=gr.Progress()):
             entry, plan = plan_of(model, mb, (cw, cbits, qbits, fp16, qacts, abits, mode, k, locks))
-            if entry.weights_available() is not None:
-                return gr.skip(), ("The weights of this model are not here; on a machine that has them:\n\n"
-                                   + exports.commands(entry, plan.avg_bits))
+            if (refused := entry.images_refused()) is not None:
+                return gr.skip(), (f"{refused}\n\nOn a machine that has its weights, the command line does the "
+                                   "same:\n\n" + exports.commands(entry, plan.avg_bits))
             progress(0.1, desc=what)
-            archive, zipped, *sizes = make(entry, plan.allocation, self_attention)
-            return [str(archive)], describe(plan, zipped, *sizes, self_attention)
+            result = entry.export(kind, plan.allocation, 8 if kind == "openvino" and self_attention else None)
+            return [result["archive"]], describe(plan, result)
 
         return run
 
-    def deployed_text(plan, zipped, weights, kernels, _):
+    def deployed_text(plan, result):
+        zipped, weights, kernels = result["zip_bytes"], result["weights_bytes"], result["kernels"]
         return (f"Deployed UNet: **{weights / 1e6:,.2f} MB** of weights on disk ({zipped / 1e6:,.2f} MB zipped); "
                 f"the planner predicted {plan.weight_mb:,.2f} MB packed. How its layers compute, whichever was "
                 f"fastest for each here: {exports.describe_kernels(kernels)} (`mixdq report FOLDER` lists every "
                 "layer). Load it with `mixdq.deploy.load_deployed_pipeline(folder)`.")
 
-    def openvino_text(plan, zipped, ir_bytes, stored, self_attention):
+    def openvino_text(plan, result):
+        zipped, ir_bytes, stored = result["zip_bytes"], result["files"], result["stored"]
+        self_attention = result["self_attention_bits"]
         acts = ("activations quantized with the calibrated ranges" if plan.allocation.acts
                 else "activations in floating point (weight-only)")
         if self_attention:
@@ -81,10 +84,8 @@ def build(shared: Shared) -> None:
                 f"(float, {vae / 1e6:,.2f} MB); zipped, {zipped / 1e6:,.2f} MB. Load it with "
                 "`mixdq.deploy.load_openvino_pipeline(folder)`; needs `pip install 'mixdq-studio[openvino]'`.")
 
-    deployed = exporter(lambda entry, allocation, _: exports.deployed_zip(entry, allocation),  # OpenVINO's option
-                        "packing the weights", deployed_text)
-    openvino = exporter(lambda entry, allocation, self_attention: exports.openvino_zip(
-        entry, allocation, 8 if self_attention else None), "converting for OpenVINO", openvino_text)
+    deployed = exporter("deployed", "packing the weights", deployed_text)
+    openvino = exporter("openvino", "converting for OpenVINO", openvino_text)
 
     b = shared.budget
     plan_inputs = [shared.model, b["slider"], *b["controls"]]

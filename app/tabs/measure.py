@@ -28,27 +28,19 @@ METRIC_AXES = {
 }
 
 
-def measured_row(entry, label: str, plan: mixdq.Plan, n: int) -> dict:
-    scores = images.measure(entry, plan.allocation, n)
-    return dict(allocation=label, avg_bits=round(plan.avg_bits, 3), weight_mb=round(plan.weight_mb, 4),
-                predicted_damage=float(f"{plan.damage:.4g}"), **{k: scores[k] for k in COLUMNS[4:]})
+def uniform_plans(entry) -> list[tuple[str, mixdq.Plan]]:
+    """The reference points: every layer at the same weight bits (3 and up), 8-bit activations."""
+    planner = entry.planner(views.Controls().plan_config())
+    return [(f"uniform W{bits}A8", planner.evaluate(mixdq.Allocation.uniform(entry.profile.names, bits, 8)))
+            for bits in entry.profile.bits("weight") if bits >= 3]
 
 
-def uniform_rows(entry, n: int, progress=None) -> pd.DataFrame:
-    """Uniform W{bits}A8 measured once per model and prompt count (shared: they are the same for everyone)."""
-
-    def make():
-        planner = entry.planner(views.Controls().plan_config())
-        rows = []
-        widths = [b for b in entry.profile.bits("weight") if b >= 3]
-        for i, bits in enumerate(widths):
-            if progress is not None:
-                progress(i / len(widths), desc=f"uniform W{bits}A8 on {n} captions (once per session start)")
-            allocation = mixdq.Allocation.uniform(entry.profile.names, bits, 8)
-            rows.append(measured_row(entry, f"uniform W{bits}A8", planner.evaluate(allocation), n))
-        return pd.DataFrame(rows, columns=COLUMNS)
-
-    return entry.memo(("measured-uniform", n), make)
+def measured_rows(entry, labelled: list[tuple[str, mixdq.Plan]], n: int) -> list[dict]:
+    """Each plan measured on `n` held-out captions (all in one GPU call), beside its prediction."""
+    scores = images.measure(entry, [plan.allocation for _, plan in labelled], n)
+    return [dict(allocation=label, avg_bits=round(plan.avg_bits, 3), weight_mb=round(plan.weight_mb, 4),
+                 predicted_damage=float(f"{plan.damage:.4g}"), **{k: s[k] for k in COLUMNS[4:]})
+            for (label, plan), s in zip(labelled, scores)]
 
 
 def plot(history: pd.DataFrame, references: pd.DataFrame, metric: str) -> go.Figure:
@@ -84,15 +76,20 @@ def build(shared: Shared) -> None:
 
     # Gradio finds gr.Progress by its position among named parameters: they are spelled out
     def run(model, count, metric_name, rows, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks,
-            progress=gr.Progress()):
+            progress=gr.Progress(track_tqdm=True)):
         entry = shared.entry(model)
         if not entry.embedded:
             raise mixdq.ConfigError("measuring needs images and held-out captions: pick the embedded model")
         plan = views.solve(entry, controls_of(cw, cbits, qbits, fp16, qacts, abits, mode, k, locks), mb)
-        refs = uniform_rows(entry, int(count), progress)
-        progress(0.99, desc=f"the allocation on {int(count)} captions")
+        n = int(count)
         acts = "float acts" if plan.act_avg_bits is None else f"A{plan.act_avg_bits:.1f}"
-        rows = [*rows, measured_row(entry, f"mixed W{plan.avg_bits:.2f} {acts}", plan, int(count))]
+        refs = entry.memoized(("measured-uniform", n))  # the same for everyone: measured once per start
+        todo = [*(uniform_plans(entry) if refs is None else []), (f"mixed W{plan.avg_bits:.2f} {acts}", plan)]
+        progress(0.05, desc=f"{len(todo)} allocations on {n} captions")
+        measured = measured_rows(entry, todo, n)
+        if refs is None:
+            refs = entry.memo(("measured-uniform", n), lambda: pd.DataFrame(measured[:-1], columns=COLUMNS))
+        rows = [*rows, measured[-1]]
         hist = pd.DataFrame(rows, columns=COLUMNS)
         return rows, refs, plot(hist, refs, metric_name), pd.concat([refs, hist], ignore_index=True)
 
