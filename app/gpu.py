@@ -28,10 +28,8 @@ from mixdq.serialization import atomic_write_text
 from . import exports
 from .settings import cache_root, zero_gpu
 
-try:  # the Spaces runtime's package: installed on every Space, absent elsewhere
+if zero_gpu():  # the Spaces runtime's package (every Space has it); only ZeroGPU needs it
     import spaces
-except ImportError:
-    spaces = None
 
 log = logging.getLogger("mixdq.studio")
 
@@ -146,7 +144,7 @@ def on_gpu(duration):
     """`spaces.GPU(duration=...)` on ZeroGPU; elsewhere the function itself."""
 
     def wrap(fn):
-        if zero_gpu() and spaces is not None:
+        if zero_gpu():
             return spaces.GPU(duration=duration)(fn)
         return fn
 

@@ -1,0 +1,89 @@
+"""The studio as its host runs it: which models make images (configuration, not code), Space mode
+(full-size sweeps off unless the owner allows them; no full-size images without a GPU), and work
+that memory cannot hold refused with what it needs, losing nothing already computed."""
+
+import pytest
+
+import mixdq
+from app import api, gpu, images, library, settings
+from app.session import Job, default_models
+from app.startup import load_served, served
+
+PROMPT = "a large red circle on the left, white background"
+
+
+@pytest.fixture
+def studio(monkeypatch):
+    """The environment of a local run (no Space), and the settings read from it."""
+    for name in ("SPACE_ID", "SPACES_ZERO_GPU", settings.MODELS_ENV, settings.SWEEPS_ENV, "MIXDQ_DEVICE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def configure(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return settings.use(settings.StudioSettings.from_env())
+
+    yield configure
+    settings.use(settings.StudioSettings.from_env())
+
+
+def test_models_that_make_images_come_from_the_environment(studio):
+    assert studio().models == ("embedded",)
+    assert studio(MIXDQ_STUDIO_MODELS=" embedded, sdxl-turbo,embedded ").models == ("embedded", "sdxl-turbo")
+    assert [e.key for e in served(default_models(), settings.current())] == ["embedded", "sdxl-turbo"]
+
+
+def test_a_model_without_a_profile_is_refused_at_start_up_saying_how(studio):
+    studio(MIXDQ_STUDIO_MODELS="embedded,sd-turbo")
+    with pytest.raises(mixdq.ConfigError, match="MIXDQ_STUDIO_MODELS names 'sd-turbo'.*--profile"):
+        served(default_models(), settings.current())
+
+
+def test_a_space_without_a_gpu_serves_full_size_models_from_their_profile_only(studio):
+    studio(SPACE_ID="someone/mixdq", MIXDQ_STUDIO_MODELS="embedded,sdxl-turbo", MIXDQ_DEVICE="cpu")
+    models = default_models()
+    assert load_served(models, settings.current()) == ["embedded"]
+    assert "sdxl-turbo" not in gpu.PIPELINES
+    assert "profile only" in models["sdxl-turbo"].images_refused()
+    with pytest.raises(mixdq.ModelNotFoundError, match="profile only"):
+        models["sdxl-turbo"].images([Job((PROMPT,), 0)])
+
+
+def test_off_a_space_a_model_not_loaded_at_start_up_says_how_to_serve_it(studio):
+    studio()
+    assert "python app.py --model sdxl-turbo" in default_models()["sdxl-turbo"].images_refused()
+    assert default_models()["embedded"].images_refused() is None  # loads on first use, in a second
+
+
+def test_full_size_sweeps_are_off_on_a_space_unless_its_owner_allows_them(studio):
+    models = default_models()
+    studio(SPACE_ID="someone/mixdq")
+    with pytest.raises(mixdq.ConfigError, match="MIXDQ_STUDIO_SWEEPS=1"):
+        library.check_sweep(models["sdxl-turbo"])
+    library.check_sweep(models["embedded"])  # minutes on a CPU: always allowed
+    studio(SPACE_ID="someone/mixdq", MIXDQ_STUDIO_SWEEPS="1")
+    assert settings.current().sweeps
+
+
+def test_work_memory_cannot_hold_is_refused_saying_what_it_needs_and_nothing_is_lost(studio, monkeypatch):
+    studio()
+    models = default_models()
+    entry = models["embedded"]
+    fp, q, before = images.compare(entry, [PROMPT], 0, mixdq.Allocation.uniform(entry.profile.names, 4, 8))
+    monkeypatch.setattr(mixdq, "available_bytes", lambda device="cpu": 1_000_000)  # a machine with 1 MB free
+    with pytest.raises(mixdq.InsufficientMemoryError, match=r"needs about .* MB more on cpu, and 1.0 MB are free"):
+        api.export_deployed(models, 4.0)
+    with pytest.raises(mixdq.InsufficientMemoryError, match="loads a second copy of the model.*mixdq sensitivity"):
+        library.check_sweep(entry)
+    # what was computed before is still there: the FP image comes from the cache, the pipeline still works
+    again, q2, after = images.compare(entry, [PROMPT], 0, mixdq.Allocation.uniform(entry.profile.names, 4, 8))
+    assert again is fp and after == before
+
+
+def test_a_bad_allocation_is_a_message_and_leaves_the_cache_and_pipeline_as_they_were(studio):
+    studio()
+    entry = default_models()["embedded"]
+    fp = entry.images([Job((PROMPT,), 3)])[0]
+    with pytest.raises(mixdq.UnknownLayerError, match="no.such.layer"):
+        entry.images([Job((PROMPT,), 3), Job((PROMPT,), 3, mixdq.Allocation({"no.such.layer": 4}))])
+    assert entry.images([Job((PROMPT,), 3)])[0] is fp
