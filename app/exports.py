@@ -41,36 +41,36 @@ def allocation_files(entry: ModelEntry, plan: mixdq.Plan) -> list[Path]:
     return [*files, profile_csv]
 
 
-def fork_bytes(pipe, kind: str) -> tuple[int, str]:
-    """What an export needs beyond what the studio holds, and where: a copy of the UNet (deploy
-    runs on the model's device; OpenVINO traces a float32 copy on the CPU) and, while each layer
-    is packed, up to as much again in quantized weights."""
+def fork_bytes(pipe, kind: str) -> int:
+    """What an export needs beyond what the studio holds. The copy of the UNet shares the float
+    weights (`fork_pipeline(share_weights=True)`), so what is new is the packed weights (at most a
+    byte per weight) and each layer's work while it is packed; OpenVINO's converter also holds
+    its own float constants while it builds the IR."""
     params = sum(p.numel() for p in pipe.unet.parameters())
-    if kind == "openvino":
-        return params * 4 * 2, "cpu"
-    return params * next(pipe.unet.parameters()).element_size() * 2, str(pipe.device)
+    return params * (4 + 1 if kind == "openvino" else 2)
 
 
 def require_fork_memory(pipe, kind: str) -> None:
-    """Refuse, saying what it needs, an export the machine has no memory for."""
-    need, device = fork_bytes(pipe, kind)
+    """Refuse, saying what it needs, an export the machine cannot do or has no memory for."""
+    if kind == "openvino" and (pipe.device.type != "cpu" or pipe.unet.dtype != torch.float32):
+        raise mixdq.ConfigError(
+            "OpenVINO runs on CPUs, and this studio's model is on "
+            f"{pipe.device} in {str(pipe.unet.dtype).removeprefix('torch.')}: export it on a CPU machine with "
+            "`mixdq export-openvino MODEL --allocation allocation.json` (allocation from the files button)")
+    need, device = fork_bytes(pipe, kind), str(pipe.device)
     have = mixdq.available_bytes(device)
     if need > have:
         raise mixdq.InsufficientMemoryError(
-            f"this export copies the UNet and packs its weights: it needs about {format_gb(need)} more on "
-            f"{device}, and {format_gb(have)} are free. Export on a bigger machine with the command line "
-            "(`mixdq deploy` / `mixdq export-openvino`, with the allocation file from the files above)."
-        )
+            f"this export packs the UNet's weights: it needs about {format_gb(need)} more on {device}, and "
+            f"{format_gb(have)} are free. Export on a bigger machine with the command line (`mixdq deploy` / "
+            "`mixdq export-openvino`, with the allocation file from the files button).")
 
 
-def allocated_fork(pipe, allocation: mixdq.Allocation, self_attention_bits: int | None = None,
-                   device: str | None = None):
-    """A copy of the calibrated pipeline's UNet with `allocation` applied (BOS-aware), and
-    self-attention's query and key at `self_attention_bits` (None: float, as MixDQ); call with
-    the pipeline's lock held (the copy is taken of the shared UNet)."""
-    fork = mixdq.fork_pipeline(pipe)
-    if device is not None:
-        fork.to(device, torch.float32)
+def allocated_fork(pipe, allocation: mixdq.Allocation, self_attention_bits: int | None = None):
+    """A copy of the calibrated pipeline's UNet, over the same weights, with `allocation` applied
+    (BOS-aware), and self-attention's query and key at `self_attention_bits` (None: float, as
+    MixDQ); call with the pipeline's lock held (the copy is taken of the shared UNet)."""
+    fork = mixdq.fork_pipeline(pipe, share_weights=True)
     config = replace(mixdq.quant_config(fork), bos_aware=True, self_attention_bits=self_attention_bits)
     mixdq.prepare(fork, config)  # calibration kept: the query/key ranges were recorded with the rest
     mixdq.apply_allocation(fork, allocation)

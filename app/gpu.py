@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import mixdq
+from mixdq.deploy.measure import module_bytes
 from mixdq.serialization import atomic_write_text
 
 from . import exports
@@ -44,12 +45,8 @@ class Loaded:
     placement: mixdq.Placement
     defaults: mixdq.GenerationDefaults
 
-    def unet_bytes(self) -> int:
-        return mixdq.device.module_bytes(self.pipe.unet)
-
     def pipeline_bytes(self) -> int:
-        return sum(mixdq.device.module_bytes(m) for m in self.pipe.components.values()
-                   if isinstance(m, torch.nn.Module))
+        return sum(module_bytes(m) for m in self.pipe.components.values() if isinstance(m, torch.nn.Module))
 
 
 PIPELINES: dict[str, Loaded] = {}  # model key -> its pipeline (main process; forked workers inherit it)
@@ -195,8 +192,7 @@ def export(key: str, kind: str, allocation: dict, self_attention_bits: int | Non
     with lock_for(key):
         new_ranges = _calibrated(model, ranges)
         exports.require_fork_memory(model.pipe, kind)
-        fork = exports.allocated_fork(model.pipe, mixdq.Allocation.from_dict(allocation), self_attention_bits,
-                                      device="cpu" if kind == "openvino" else None)
+        fork = exports.allocated_fork(model.pipe, mixdq.Allocation.from_dict(allocation), self_attention_bits)
     if kind == "deployed":
         result = exports.deployed_zip(fork, model.spec)
     elif kind == "openvino":

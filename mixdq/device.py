@@ -141,15 +141,5 @@ def memory_in_use(device: str = "cpu") -> dict[str, int]:
     return out
 
 
-def module_bytes(module: torch.nn.Module) -> int:
-    """Bytes of a module's parameters and buffers (shared tensors counted once)."""
-    seen, total = set(), 0
-    for t in (*module.parameters(), *module.buffers()):
-        if t.data_ptr() not in seen and t.device.type != "meta":
-            seen.add(t.data_ptr())
-            total += t.numel() * t.element_size()
-    return total
-
-
 def format_gb(n: float) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"

@@ -273,11 +273,17 @@ def _from_pretrained(source: Path | str, dtype: torch.dtype, variant: str | None
         raise ModelNotFoundError(f"could not load the pipeline in '{source}': {e}") from None
 
 
-def fork_pipeline(pipe):
+def fork_pipeline(pipe, share_weights: bool = False):
     """A second pipeline with its own copy of the UNet (and of the scheduler, whose state changes
     each call) that shares the text encoders, tokenizers and VAE, which mixdq's verbs never touch:
-    so two allocations of one model can be held, and run, at once."""
-    kwargs = {**pipe.components, "unet": copy.deepcopy(pipe.unet),
+    so two allocations of one model can be held, and run, at once.
+
+    `share_weights`: the copy's UNet is new modules over the *same* parameter and buffer tensors,
+    so it costs no memory for weights; for work that replaces layers and never changes a weight in
+    place or moves the model (`deploy.deploy`, `export_openvino`), as the studio's exports do.
+    """
+    memo = {id(t): t for t in (*pipe.unet.parameters(), *pipe.unet.buffers())} if share_weights else {}
+    kwargs = {**pipe.components, "unet": copy.deepcopy(pipe.unet, memo),
               "scheduler": type(pipe.scheduler).from_config(pipe.scheduler.config)}
     # settings that live in the config only (SD's requires_safety_checker, SDXL's
     # force_zeros_for_empty_prompt, ...): the constructor's defaults would differ, and warn

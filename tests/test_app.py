@@ -222,7 +222,10 @@ def test_deployed_checkpoint_gives_the_pages_image(client, tmp_path):
     import zipfile
 
 
+    before = _pixels(client.predict(PROMPT, 5, 4.0, api_name="/compare")[1])
     archive, sizes = client.predict(4.0, api_name="/export_deployed")
+    # the export packed a copy over the studio's own weights (no second float UNet): they are untouched
+    assert np.array_equal(_pixels(client.predict(PROMPT, 5, 4.0, api_name="/compare")[1]), before)
     assert 0 < sizes["weights_bytes"] < 0.2 * 4 * 5.8e6  # packed: well under FP32's 23 MB
     assert sum(sizes["kernels"].values()) == 132 and set(sizes["kernels"]) <= {*mixdq.deploy.KERNELS, "float"}
     zipfile.ZipFile(archive).extractall(tmp_path / "deployed")
@@ -244,7 +247,9 @@ def _psnr_to_the_page(client, pipe) -> float:
 def test_openvino_export_gives_the_pages_image(client, tmp_path, self_attention_bits):
     import zipfile
 
+    before = _pixels(client.predict(PROMPT, 5, 4.0, api_name="/compare")[1])
     archive, sizes = client.predict(4.0, self_attention_bits, api_name="/export_openvino")
+    assert np.array_equal(_pixels(client.predict(PROMPT, 5, 4.0, api_name="/compare")[1]), before)
     assert sizes["self_attention_bits"] == (self_attention_bits or None)
     assert 0 < sizes["unet_bytes"] < 0.3 * 4 * 5.8e6  # weights at their bits: far under FP32's 23 MB
     assert set(sizes["files"]) == {"unet.xml", "unet.bin", "vae_decoder.xml", "vae_decoder.bin"}
