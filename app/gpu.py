@@ -24,6 +24,7 @@ import torch
 
 import mixdq
 from mixdq.deploy.measure import module_bytes
+from mixdq.device import release_freed_memory
 from mixdq.serialization import atomic_write_text
 
 from . import exports
@@ -191,12 +192,20 @@ def export(key: str, kind: str, allocation: dict, self_attention_bits: int | Non
     model = loaded(key)
     with lock_for(key):
         new_ranges = _calibrated(model, ranges)
+        # the export packs its own quantized copy: the studio's is dropped so that one copy is held,
+        # not two (the next image quantizes again: seconds on a CPU at full size, far less on a GPU)
+        mixdq.clear_weight_cache(model.pipe)
+        release_freed_memory()
         exports.require_fork_memory(model.pipe, kind)
         fork = exports.allocated_fork(model.pipe, mixdq.Allocation.from_dict(allocation), self_attention_bits)
-    if kind == "deployed":
-        result = exports.deployed_zip(fork, model.spec)
-    elif kind == "openvino":
-        result = exports.openvino_zip(fork, model.spec, self_attention_bits)
-    else:
-        raise mixdq.ConfigError(f"unknown export {kind!r}: deployed or openvino")
+    try:
+        if kind == "deployed":
+            result = exports.deployed_zip(fork, model.spec)
+        elif kind == "openvino":
+            result = exports.openvino_zip(fork, model.spec, self_attention_bits)
+        else:
+            raise mixdq.ConfigError(f"unknown export {kind!r}: deployed or openvino")
+    finally:
+        del fork
+        release_freed_memory()  # the packed copy is gone: the studio's memory goes back to what it was
     return result | {"ranges": new_ranges}

@@ -36,13 +36,22 @@ class Grid:
         col = {place: i for i, place in enumerate(self.places)}
         row = {role: i for i, role in enumerate(self.roles)}
         self.cell = {name: (row[p.role], col[p.place]) for name, p in positions.items()}
-        # one tick per block (down0, down1, mid, up0, ...): 100+ place names would not be legible
-        blocks = {}
+        # one label per block (down0, down1, mid, up0, ...), centred on it: 100+ place names would not
+        # be legible. Blocks of a few columns sit close (SDXL's down0/down1, up2/out): a label whose
+        # centre is near its neighbour's drops to a second line instead of overlapping it.
+        spans: dict[str, list[int]] = {}
         stem = {p.place for p in positions.values() if p.role == "stem"}
         for i, place in enumerate(self.places):
             block = ("in" if i < len(self.places) / 2 else "out") if place in stem else place.split(".")[0]
-            blocks.setdefault(block, i)
-        self.ticks = (list(blocks.values()), list(blocks))
+            spans.setdefault(block, [i, i])[1] = i
+        centres = [(first + last) / 2 for first, last in spans.values()]
+        near = max(3.0, 0.06 * len(self.places))
+        labels, lowered = [], False
+        for i, block in enumerate(spans):
+            lowered = i > 0 and centres[i] - centres[i - 1] < near and not lowered
+            labels.append(f"<br>{block}" if lowered else block)
+        self.ticks = (centres, labels)
+        self.boundaries = [first - 0.5 for first, _ in list(spans.values())[1:]]
 
     def matrix(self, values: Mapping[str, float], fill=np.nan) -> np.ndarray:
         z = np.full((len(self.roles), len(self.places)), fill, dtype=object if fill is None else float)
@@ -55,8 +64,10 @@ def _layer_map_layout(fig: go.Figure, grid: Grid, title: str, height: int) -> go
     fig.update_layout(
         title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=110, r=20, t=40, b=40),
         font=FONT, plot_bgcolor="#f4f4f4", uirevision="layer-map",
-        xaxis=dict(tickvals=grid.ticks[0], ticktext=grid.ticks[1], showgrid=False, zeroline=False,
+        xaxis=dict(tickvals=grid.ticks[0], ticktext=grid.ticks[1], tickangle=0, showgrid=False, zeroline=False,
                    title="UNet, input to output"),
+        shapes=[dict(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1, layer="above",
+                     line=dict(color="#999", width=1, dash="dot")) for x in grid.boundaries],
         yaxis=dict(tickvals=list(range(len(grid.roles))), ticktext=grid.roles, autorange="reversed",
                    showgrid=False, zeroline=False),
     )

@@ -105,6 +105,8 @@ class ModelEntry:
         and what to do."""
         if self.pipeline_key in gpu.PIPELINES or self.embedded:
             return None
+        if self.pipeline_key in refused:
+            return refused[self.pipeline_key]
         if on_space():
             return (f"This Space serves {self.key} from its profile only (heatmaps, budget, layers). Its owner can "
                     f"add it to {MODELS_ENV} on a GPU Space (fp16 weights downloaded at build time).")
@@ -163,6 +165,7 @@ class ModelEntry:
         return AttributeClassifier.load(EMBEDDED_CLASSIFIER_DIR)
 
 
+refused: dict[str, str] = {}  # pipeline key -> why start-up did not load it (memory)
 _MEMO_LOCK = threading.Lock()  # never a pipeline's lock: a solve never waits for an image
 _FP_LOCK = threading.Lock()
 _LOAD_LOCK = threading.Lock()

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 import mixdq
+from mixdq.device import format_gb
 
 from . import gpu
-from .session import ModelEntry
-from .settings import EMBEDDED, MODELS_ENV, StudioSettings, on_space
+from .session import ModelEntry, refused
+from .settings import EMBEDDED, MODELS_ENV, StudioSettings
 
 log = logging.getLogger("mixdq.studio")
 
@@ -31,18 +34,36 @@ def served(models: dict[str, ModelEntry], settings: StudioSettings) -> list[Mode
     return entries
 
 
+# Text encoders and VAE beside the UNet, in parameters: SDXL-Turbo 0.90 B for a 2.57 B UNet, SD-Turbo
+# 0.42 B for 0.87 B (mixdq.random_models.component_params); the larger share is the safe estimate.
+OTHER_COMPONENTS = 0.5
+QUANTIZED_COPY = 1.1  # one fake-quantized copy of the UNet, and what images and calibration add (bench)
+
+
+def serving_bytes(entry: ModelEntry, placement: mixdq.Placement) -> int:
+    """What serving the model's images needs: its pipeline and one quantized copy of its UNet."""
+    element = torch.empty((), dtype=placement.dtype).element_size()
+    unet = mixdq.load_inventory(entry.spec).total_params * element
+    return int(unet * (1 + OTHER_COMPONENTS + QUANTIZED_COPY))
+
+
 def load_served(models: dict[str, ModelEntry], settings: StudioSettings) -> list[str]:
-    """Load every served model; the keys loaded. A full-size model on a Space without a GPU is
-    not loaded (its images would take minutes and more memory than CPU basic has): its views
-    stay profile-only, and the log says why."""
+    """Load every served model; the keys loaded. A full-size model that would not fit in the
+    memory this machine has free (SDXL-Turbo in float32 on a 16 GB CPU Space) is not loaded: its
+    views stay profile-only, and the log says why."""
     placement = settings.placement
     loaded = []
     for entry in served(models, settings):
-        if not entry.embedded and on_space() and not placement.on_cuda:
-            log.warning("not loading %s: this Space has no GPU (images of a full-size model need one); "
-                        "its heatmaps and budget are served from its profile", entry.key)
-            continue
         if entry.pipeline_key not in gpu.PIPELINES:
+            if not entry.embedded:
+                need, have = serving_bytes(entry, placement), mixdq.available_bytes(placement.device)
+                if need > have:
+                    refused[entry.pipeline_key] = (
+                        f"Serving {entry.key}'s images in {placement.dtype_name} on {placement.device} needs about "
+                        f"{format_gb(need)} (the model and one quantized copy of its UNet), and this machine has "
+                        f"{format_gb(have)} free: it is served from its profile only. A GPU in float16 needs half.")
+                    log.warning("not loading %s: %s", entry.key, refused[entry.pipeline_key])
+                    continue
             gpu.load(entry.pipeline_key, entry.spec, placement)
         loaded.append(entry.key)
     log.info("serving images of %s on %s", ", ".join(loaded) or "no model", placement.describe())

@@ -53,6 +53,7 @@ from .profile import LayerProfile, Profile
 from .prompts import PromptCheck, PromptWarning, check_prompt, known_words
 from .quantize import (
     apply_allocation,
+    clear_weight_cache,
     current_allocation,
     is_calibrated,
     prepare,
@@ -79,7 +80,8 @@ __all__ = [
     # the verbs (they change the pipeline's UNet in place)
     "apply_allocation", "calibrate", "calibrating", "current_allocation", "is_calibrated", "prepare", "quant_config",
     "quantize_", "restore", "set_bos_aware", "set_layer_bits", "generate_images",
-    "calibration_ranges", "set_calibration_ranges", "set_weight_cache_budget", "weight_cache_budget",
+    "calibration_ranges", "set_calibration_ranges", "clear_weight_cache", "set_weight_cache_budget",
+    "weight_cache_budget",
     # sensitivity, profiles, allocation
     "LayerProfile", "Plan", "Planner", "Profile", "import_mixdq", "plan_mixdq", "sweep",
     # memory and deployment

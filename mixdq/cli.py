@@ -14,6 +14,7 @@ from .allocation import Allocation
 from .bits import ACT_BITS, FP, WEIGHT_BITS, bits_choices, format_bits, parse_bits
 from .config import PlanConfig, QuantConfig, WeightQuantConfig
 from .deploy.modules import KERNELS
+from .device import Placement
 from .errors import ConfigError, MixDQError
 from .memory import memory_report
 from .models import ARCHITECTURES, generation_defaults, load_inventory
@@ -115,16 +116,17 @@ def cmd_sensitivity(args) -> int:
         layers=args.layers,
         quant=QuantConfig(weight=_weight_config(args)),
     )
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    placement = Placement.resolve(args.device, args.dtype)
     workers = None
     if args.workers or args.ray_address:
         from .distributed import Workers
 
-        workers = Workers(count=args.workers or 1, address=args.ray_address, model=args.model, device=args.device,
-                          dtype=args.dtype, threads=args.threads)
-        pipe = load_pipeline(args.model, dtype=dtype)  # the driver only hashes the weights and lists layers
+        workers = Workers(count=args.workers or 1, address=args.ray_address, model=args.model,
+                          device=placement.device, dtype=placement.dtype_name, threads=args.threads)
+        # the driver only hashes the weights and lists layers
+        pipe = load_pipeline(args.model, device="cpu", dtype=placement.dtype)
     else:
-        pipe = load_pipeline(args.model, dtype=dtype).to(args.device)
+        pipe = load_pipeline(args.model, device=placement.device, dtype=placement.dtype)
     profile = sweep(pipe, config, args.output, model_id=args.model or "embedded", restart=args.restart,
                     workers=workers)
     print(f"wrote {args.output}: {len(profile)} layers, {profile.meta['probes']} probes, "
@@ -223,13 +225,15 @@ def cmd_deploy(args) -> int:
     return 0
 
 
-def _quantized_pipeline(args):
-    """The pipeline of MODEL with the allocation of --allocation applied (calibrated if needed)."""
+def _quantized_pipeline(args, device: str | None = None, dtype: str | None = None):
+    """The pipeline of MODEL, where it runs (--device/--dtype, or as given), with the allocation of
+    --allocation applied (calibrated if needed)."""
     from .models import load_pipeline
     from .quantize import needs_calibration, quantize_
 
     allocation = Allocation.load(args.allocation)
-    pipe = load_pipeline(args.model)
+    pipe = load_pipeline(args.model, device=device or getattr(args, "device", None),
+                         dtype=dtype or getattr(args, "dtype", None))
     config = QuantConfig(weight=_weight_config(args), self_attention_bits=args.self_attention_bits)
     calibration = _sampling(args).calibration() if needs_calibration(allocation, config) else None
     quantize_(pipe, allocation, config, calibration=calibration)
@@ -242,7 +246,7 @@ def cmd_export_openvino(args) -> int:
     from .deploy.measure import module_bytes
     from .deploy.openvino import export_openvino, read_openvino_manifest
 
-    pipe = _quantized_pipeline(args)
+    pipe = _quantized_pipeline(args, device="cpu", dtype="float32")  # OpenVINO's runtime is the CPU's
     float_bytes = module_bytes(pipe)
     export_openvino(pipe, args.output, base_model=args.model)
     manifest = read_openvino_manifest(args.output)
@@ -299,11 +303,17 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     asymmetric = parent()
     asymmetric.add_argument("--asymmetric", action="store_true",
                             help="asymmetric weights: a zero-point per channel (no int8 kernels)")
+    placement = parent()
+    placement.add_argument("--device", help="where the model runs: cuda, cuda:N or cpu (default $MIXDQ_DEVICE, else "
+                           "the GPU where there is one)")
+    placement.add_argument("--dtype", help="float16, bfloat16 or float32 (fp16, bf16, fp32; default $MIXDQ_DTYPE, "
+                           "else float16 on a GPU, float32 on a CPU)")
     attention = parent()
     attention.add_argument("--self-attention-bits", type=int, choices=ACT_BITS, metavar="BITS",
                            help="also quantize every self-attention's query and key (symmetric, calibrated; "
                            "beyond MixDQ, as NNCF's PTQ does): OpenVINO then runs self-attention on int8")
-    return dict(model=model, shape=shape, prompts=prompts, asymmetric=asymmetric, attention=attention)
+    return dict(model=model, shape=shape, prompts=prompts, asymmetric=asymmetric, attention=attention,
+                placement=placement)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "sensitivity", cmd_sensitivity,
         "measure every layer at every bit-width (SSIM and SQNR) and write a profile",
-        ["model", "prompts", "asymmetric"],
+        ["model", "prompts", "asymmetric", "placement"],
         description="Quantize one layer at a time and compare with the floating-point run. "
         "Interrupted runs resume from PROFILE.partial.jsonl when started again with the same "
         "arguments.",
@@ -347,8 +357,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--act-bits", type=_int_list, default=ACT_BITS, metavar="B,B,...",
                    help=f"activation bit-widths to probe (default {','.join(map(str, ACT_BITS))}; empty: none)")
     p.add_argument("--layers", metavar="REGEX", help="probe only layers whose name matches")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--threads", type=int, help="CPU threads for torch (with --workers: per worker)")
     p.add_argument("--restart", action="store_true", help="discard a partial run instead of resuming")
     p.add_argument("--workers", type=int, metavar="N",
@@ -395,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="also save the allocation (JSON, or .yaml for MixDQ)")
 
     p = command("deploy", cmd_deploy, "make a really low-bit UNet from an allocation and save it",
-                ["model", "prompts", "asymmetric", "attention"])
+                ["model", "prompts", "asymmetric", "attention", "placement"])
     p.add_argument("--allocation", required=True, metavar="FILE", help="allocation JSON (or MixDQ weight YAML)")
     p.add_argument("-o", "--output", required=True, metavar="FOLDER")
     p.add_argument("--kernel", default="auto", choices=("auto", *KERNELS),

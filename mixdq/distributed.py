@@ -24,6 +24,7 @@ import torch
 
 from .allocation import Allocation
 from .config import JsonConfig
+from .device import parse_dtype
 from .errors import ConfigError
 from .sensitivity import Probe, ProbeSession, SweepConfig
 
@@ -47,8 +48,7 @@ class Workers(JsonConfig):
     def __post_init__(self):
         if self.count < 1:
             raise ConfigError("--workers must be at least 1")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            raise ConfigError(f"dtype must be fp32, fp16 or bf16, not {self.dtype!r}")
+        parse_dtype(self.dtype)  # a clear error here, not in every worker
 
     def threads_per_worker(self) -> int:
         return self.threads or max(1, torch.get_num_threads() // self.count)
@@ -69,8 +69,7 @@ class ProbeWorker:
         from .models import load_pipeline
 
         torch.set_num_threads(threads)
-        torch_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-        pipe = load_pipeline(model, dtype=torch_dtype).to(device)
+        pipe = load_pipeline(model, device=device, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
         self.session = ProbeSession(pipe, SweepConfig.from_json(config_json))
 

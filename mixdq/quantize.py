@@ -118,6 +118,14 @@ def current_allocation(model: Model) -> Allocation:
     )
 
 
+def clear_weight_cache(model: Model) -> Model:
+    """Drop every cached fake-quantized weight (each is made again on the layer's next forward):
+    room for work that needs memory more than the next flip needs speed, such as an export."""
+    for layer in require_layers(model, "clear_weight_cache").values():
+        layer.clear_cache()
+    return model
+
+
 def needs_calibration(allocation: Allocation, config: QuantConfig) -> bool:
     """Whether quantizing under `allocation` and `config` needs activation ranges."""
     return bool(allocation.acts) or config.self_attention_bits is not None

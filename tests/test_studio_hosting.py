@@ -2,12 +2,16 @@
 (full-size sweeps off unless the owner allows them; no full-size images without a GPU), and work
 that memory cannot hold refused with what it needs, losing nothing already computed."""
 
+import re
+
 import pytest
 
 import mixdq
-from app import api, gpu, images, library, settings
-from app.session import Job, default_models
+from app import api, gpu, images, library, session, settings
+from app.session import Job, ModelEntry, default_models
 from app.startup import load_served, served
+
+from tiny_models import tiny_sd
 
 PROMPT = "a large red circle on the left, white background"
 
@@ -23,7 +27,9 @@ def studio(monkeypatch):
             monkeypatch.setenv(name, value)
         return settings.use(settings.StudioSettings.from_env())
 
+    session.refused.clear()
     yield configure
+    session.refused.clear()
     settings.use(settings.StudioSettings.from_env())
 
 
@@ -39,12 +45,17 @@ def test_a_model_without_a_profile_is_refused_at_start_up_saying_how(studio):
         served(default_models(), settings.current())
 
 
-def test_a_space_without_a_gpu_serves_full_size_models_from_their_profile_only(studio):
-    studio(SPACE_ID="someone/mixdq", MIXDQ_STUDIO_MODELS="embedded,sdxl-turbo", MIXDQ_DEVICE="cpu")
+def test_a_16_gb_machine_serves_what_fits_and_the_rest_from_its_profile_saying_why(studio, monkeypatch, tmp_path):
+    tiny_sd().save_pretrained(tmp_path / "tiny")
+    folder = str(tmp_path / "tiny")
+    studio(SPACE_ID="someone/mixdq", MIXDQ_STUDIO_MODELS=f"embedded,sdxl-turbo,{folder}", MIXDQ_DEVICE="cpu")
+    monkeypatch.setattr(mixdq, "available_bytes", lambda device="cpu": 16 * 10**9)  # CPU basic
     models = default_models()
-    assert load_served(models, settings.current()) == ["embedded"]
+    models[folder] = ModelEntry(folder, folder, models["embedded"].profile_path)
+    assert load_served(models, settings.current()) == ["embedded", folder]
     assert "sdxl-turbo" not in gpu.PIPELINES
-    assert "profile only" in models["sdxl-turbo"].images_refused()
+    refused = models["sdxl-turbo"].images_refused()
+    assert re.search(r"needs about 2\d\.\d+ GB .* 16.00 GB free: it is served from its profile only", refused)
     with pytest.raises(mixdq.ModelNotFoundError, match="profile only"):
         models["sdxl-turbo"].images([Job((PROMPT,), 0)])
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,21 @@ def layer_spec(layer: QuantMixin, bos: torch.Tensor | None) -> tuple[LayerSpec, 
     return spec, tensors
 
 
+@contextmanager
+def in_floating_point(layers: Mapping[str, QuantMixin]) -> Iterator[None]:
+    """Run the layers in floating point within the block, their bits kept: input shapes do not
+    depend on the bits, and a float forward makes no quantized copy of any weight (recording a
+    full-size UNet under its allocation would hold one of every weight until deployment ends)."""
+    saved = {name: (layer.weight_bits, layer.act_bits) for name, layer in layers.items()}
+    for layer in layers.values():
+        layer.weight_bits = layer.act_bits = None
+    try:
+        yield
+    finally:
+        for name, layer in layers.items():
+            layer.weight_bits, layer.act_bits = saved[name]
+
+
 def deploy(pipe, *, kernel: str | Mapping[str, str] = "auto", sample: Callable[[], object] | None = None,
            cache_bytes: int | None = None, bos: torch.Tensor | None = None, compile: bool = False):
     """Replace every prepared layer of `pipe`'s UNet by its deployed form, under the allocation
@@ -98,7 +114,7 @@ def deploy(pipe, *, kernel: str | Mapping[str, str] = "auto", sample: Callable[[
         sample = lambda: pipe(prompt="", num_inference_steps=1, guidance_scale=0.0, output_type="latent")  # noqa: E731
     calls: list[dict[str, torch.Tensor]] = []
     if sample is not None:
-        with recording_inputs(unet) as calls:
+        with recording_inputs(unet) as calls, in_floating_point(layers):
             shapes = record_input_shapes(layers, sample)
     else:
         shapes = {}
