@@ -57,7 +57,11 @@ def test_prepared_but_unallocated_model_is_bit_identical(sd_pipe):
     assert torch.equal(generate(sd_pipe), fp)
 
 
-def test_flipping_one_layer_reuses_cached_weights(sd_pipe, monkeypatch):
+@pytest.mark.parametrize("budget, extra_calls", [(0, 6), (10**9, 1)])
+def test_flipping_one_layer_requantizes_only_that_layer(sd_pipe, monkeypatch, budget, extra_calls):
+    """Without a cache budget each flip quantizes that one layer's weight again (one copy held);
+    with one, its other width stays cached and is computed once."""
+    monkeypatch.setattr(mixdq.weight_cache.POOL, "budget", budget)
     calls = []
     real = mixdq.layers.fake_quantize_weight
     monkeypatch.setattr(mixdq.layers, "fake_quantize_weight", lambda *a: calls.append(1) or real(*a))
@@ -72,7 +76,7 @@ def test_flipping_one_layer_reuses_cached_weights(sd_pipe, monkeypatch):
         mixdq.set_layer_bits(sd_pipe, name, weight=8)
         assert torch.equal(generate(sd_pipe), base)
     assert not torch.equal(flipped, base)
-    assert len(calls) == n_layers + 1  # 2-bit weights of that one layer, computed once
+    assert len(calls) == n_layers + extra_calls  # only that layer's weights, never the others'
     assert mixdq.current_allocation(sd_pipe).weight_bits(name) == 8
     assert mixdq.current_allocation(sd_pipe).act_bits(name) == 8  # `...` left activations alone
 
