@@ -48,9 +48,9 @@ def serving_bytes(entry: ModelEntry, placement: mixdq.Placement) -> int:
 
 
 def load_served(models: dict[str, ModelEntry], settings: StudioSettings) -> list[str]:
-    """Load every served model; the keys loaded. A full-size model that would not fit in the
-    memory this machine has free (SDXL-Turbo in float32 on a 16 GB CPU Space) is not loaded: its
-    views stay profile-only, and the log says why."""
+    """Load every served model; the keys loaded. A model that would not fit in the memory this
+    machine has free (SDXL-Turbo in float32 on a 16 GB CPU Space), or whose weights cannot be
+    had, is not loaded: its views stay profile-only, and the log and its Compare tab say why."""
     placement = settings.placement
     loaded = []
     for entry in served(models, settings):
@@ -64,7 +64,12 @@ def load_served(models: dict[str, ModelEntry], settings: StudioSettings) -> list
                         f"{format_gb(have)} free: it is served from its profile only. A GPU in float16 needs half.")
                     log.warning("not loading %s: %s", entry.key, refused[entry.pipeline_key])
                     continue
-            gpu.load(entry.pipeline_key, entry.spec, placement)
+            try:
+                gpu.load(entry.pipeline_key, entry.spec, placement)
+            except mixdq.MixDQError as e:  # weights not here, or not a model we read: the studio still serves
+                refused[entry.pipeline_key] = f"{entry.key} could not be loaded at start-up: {e}"
+                log.warning("%s", refused[entry.pipeline_key])
+                continue
         loaded.append(entry.key)
     log.info("serving images of %s on %s", ", ".join(loaded) or "no model", placement.describe())
     return loaded

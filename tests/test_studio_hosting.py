@@ -60,6 +60,15 @@ def test_a_16_gb_machine_serves_what_fits_and_the_rest_from_its_profile_saying_w
         models["sdxl-turbo"].images([Job((PROMPT,), 0)])
 
 
+def test_a_model_whose_weights_cannot_be_had_leaves_the_studio_serving_and_says_how(studio, monkeypatch):
+    studio(MIXDQ_STUDIO_MODELS="embedded,sdxl-turbo", MIXDQ_DEVICE="cpu")  # tests run offline
+    monkeypatch.setattr(mixdq, "available_bytes", lambda device="cpu": 10**12)
+    models = default_models()
+    assert load_served(models, settings.current()) == ["embedded"]
+    assert re.search(r"could not be loaded at start-up: .*hf download stabilityai/sdxl-turbo",
+                     models["sdxl-turbo"].images_refused())
+
+
 def test_off_a_space_a_model_not_loaded_at_start_up_says_how_to_serve_it(studio):
     studio()
     assert "python app.py --model sdxl-turbo" in default_models()["sdxl-turbo"].images_refused()

@@ -11,7 +11,7 @@ import mixdq
 from mixdq.damage import metric_agreement
 from mixdq.mixdq_mode import plan_mixdq
 
-from .. import library, views
+from .. import library, settings, views
 from .budget import controls_of
 from .common import Shared, friendly
 
@@ -152,6 +152,13 @@ def build(shared: Shared) -> None:
         entry = shared.entry(model)
         return k_split(entry, controls_of(*values), float(mb))
 
+    def sweeps_here(model):
+        """Said before anyone presses Start: whether this studio sweeps the model at all."""
+        entry = shared.entry(model)
+        note = None if entry.embedded else settings.current().sweeps_note()
+        return f"ℹ️ {note}" if note else ""
+
+    shared.model.change(friendly(sweeps_here), shared.model, sweep_status, api_visibility="private")
     start.click(friendly(run), [shared.model, n, wbits, abits, layers], [shared.model, sweep_status],
                 concurrency_id="sweep", concurrency_limit=4, api_visibility="private")
     stop.click(friendly(cancel), shared.model, sweep_status, api_visibility="private")
