@@ -51,7 +51,9 @@ SHIP_DIRS = ("app", "mixdq", "assets")
 SHIP_FILES = ("app.py", "pyproject.toml")
 SHIP_PREFIXES = ("LICENSE", "NOTICE")  # LICENSE, LICENSE.md, ... at the top level
 MARKER = ".mixdq-space.json"  # written into every assembly; what lets a re-run replace it
-MODELS = ("embedded", "sdxl-turbo", "sd-turbo")  # what MIXDQ_STUDIO_MODELS accepts
+# what MIXDQ_STUDIO_MODELS accepts: the models the studio ships a sensitivity profile of
+# (app.startup.SHIPPED_PROFILES); SD-Turbo needs one measured first (`mixdq sensitivity sd-turbo`)
+MODELS = ("embedded", "sdxl-turbo")
 DEFAULT_MODELS = ("embedded",)
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 ZEROGPU_TORCH = "2.11.0"  # the newest of spaces-zerogpu.md's list (2.8.0, 2.9.1, 2.10.0, 2.11.0)
@@ -118,15 +120,16 @@ def parse_models(text: str | Iterable[str] | None, kind: Kind) -> tuple[str, ...
             close = difflib.get_close_matches(m, MODELS, n=1, cutoff=0.5)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(
-                f"unknown model '{m}'{hint}: --models takes a comma-separated list of {', '.join(MODELS)}"
+                f"unknown model '{m}'{hint}: --models takes a comma-separated list of {', '.join(MODELS)}, "
+                "the models the studio ships a sensitivity profile of"
             )
     if not kind.gpu:
         full = [m for m in models if m != "embedded"]
         if full:
             raise ConfigError(
                 f"{kind.name} cannot serve {', '.join(full)} images: {kind.label} has no GPU, so the "
-                "full-size pipeline would load in fp32 on the CPU (13.9 GB for SDXL-Turbo, before a "
-                "single cached bit-width adds 10.3 GB) and take minutes per image. On cpu-basic the "
+                "full-size pipeline would load in fp32 on the CPU (13.9 GB for SDXL-Turbo, and 10.3 GB more "
+                "for its quantized copy, against 16 GB) and take minutes per image. On cpu-basic the "
                 "studio serves the embedded model's images and every full-size profile view; drop "
                 f"'{','.join(full)}' from --models, or choose a GPU kind (t4-medium, l4x1, a10g-large, zero-a10g)"
             )

@@ -35,7 +35,6 @@ SDXL_FP16 = {
     "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
     "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
 }
-SD_FP16 = {f for f in SDXL_FP16 if "_2/" not in f}
 
 
 def front_matter(text: str) -> tuple[dict, str]:
@@ -58,7 +57,7 @@ def git_files(*paths: str) -> set[str]:
 @pytest.mark.parametrize("kind, models, hub", [
     ("cpu-basic", "embedded", {}),
     ("l4x1", "embedded,sdxl-turbo", {"stabilityai/sdxl-turbo": SDXL_FP16}),
-    ("zero-a10g", "sdxl-turbo,sd-turbo", {"stabilityai/sdxl-turbo": SDXL_FP16, "stabilityai/sd-turbo": SD_FP16}),
+    ("zero-a10g", "sdxl-turbo", {"stabilityai/sdxl-turbo": SDXL_FP16}),
 ])
 def test_assembly_per_kind(tmp_path, kind, models, hub):
     lines = []
@@ -134,7 +133,8 @@ def test_refuses_a_folder_it_did_not_make(tmp_path):
     ("gpu", None, "unknown Space hardware 'gpu'"),
     ("l4x1", "sdxl", "unknown model 'sdxl' (did you mean 'sdxl-turbo'?): --models takes"),
     ("cpu-basic", "embedded,sdxl-turbo", "cpu-basic cannot serve sdxl-turbo images: CPU basic: 2 vCPU, 16 GB RAM has no GPU"),
-    ("cpu-basic", "sd-turbo", "choose a GPU kind"),
+    ("l4x1", "sd-turbo", "unknown model 'sd-turbo' (did you mean 'sdxl-turbo'?): --models takes a comma-separated "
+     "list of embedded, sdxl-turbo, the models the studio ships a sensitivity profile of"),
 ])
 def test_bad_inputs_say_what_to_do(tmp_path, kind, models, message):
     with pytest.raises(mixdq.ConfigError) as e:
