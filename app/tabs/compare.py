@@ -159,6 +159,14 @@ def build(shared: Shared) -> None:
     for picker in (size, colour, shape, where, background):
         picker.change(images.compose, [size, colour, shape, where, background], prompt, api_visibility="private")
     shared.model.change(friendly(model_changed), shared.model, [note, composer], api_visibility="private")
+
+    def clear_if_refused(model):
+        """Images of another model under a note that says this one makes none would mislead."""
+        if shared.entry(model).images_refused() is None:
+            return [gr.skip()] * len(outputs)
+        return None, None, None, None, "", gr.update(value=None, visible=False)
+
+    shared.model.change(friendly(clear_if_refused), shared.model, outputs, api_visibility="private")
     def first_pair(model, text, s, bos_aware, mb, *values):
         """The pair a new visitor sees before pressing anything: made once per model and state
         (every page load after the first shows it from memory)."""
