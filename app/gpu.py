@@ -106,7 +106,7 @@ def keep_ranges(key: str, ranges: dict | None) -> None:
     atomic_write_text(path, json.dumps(ranges))
 
 
-def loaded(key: str) -> Loaded:
+def pipeline(key: str) -> Loaded:
     try:
         return PIPELINES[key]
     except KeyError:
@@ -168,7 +168,7 @@ def render(key: str, jobs: list[dict], ranges: dict | None) -> dict:
     floating point, "bos_aware": bool}. Returns {"images": [tensor per job], "ranges": the
     calibration ranges if this call measured them, else None}.
     """
-    model = loaded(key)
+    model = pipeline(key)
     with lock_for(key):
         new_ranges = _calibrated(model, ranges)
         pipe, out = model.pipe, []
@@ -189,7 +189,7 @@ def render(key: str, jobs: list[dict], ranges: dict | None) -> dict:
 def export(key: str, kind: str, allocation: dict, self_attention_bits: int | None, ranges: dict | None) -> dict:
     """The allocation deployed ("deployed") or exported for OpenVINO ("openvino"), zipped in a
     fresh temporary folder: {"archive": path, ..., "ranges": as for `render`}."""
-    model = loaded(key)
+    model = pipeline(key)
     with lock_for(key):
         new_ranges = _calibrated(model, ranges)
         # the export packs its own quantized copy: the studio's is dropped so that one copy is held,

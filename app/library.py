@@ -14,13 +14,11 @@ import tempfile
 import threading
 from pathlib import Path
 
-import torch
-
 import mixdq
 from mixdq.device import format_gb
 from mixdq.sensitivity import journal_path
 
-from . import gpu, settings
+from . import settings
 from .session import ModelEntry
 
 ROOT = settings.cache_root() / "profiles"
@@ -119,24 +117,14 @@ def journaled(path: Path) -> int:
     return max(0, sum(1 for line in journal.read_text().splitlines() if line.strip().endswith("}")) - 1)
 
 
-def sweep_bytes(base: ModelEntry, placement: mixdq.Placement) -> int:
-    """Memory a sweep needs beyond what the studio holds: a pipeline of its own (so images are not
-    blocked for hours) and one layer-at-a-time quantized weight per probe. From the loaded
-    pipeline where there is one, else from the UNet's parameter count (text encoders and VAE add
-    about a third: SDXL-Turbo 3.47 B parameters in all for a 2.57 B UNet)."""
-    element = torch.empty((), dtype=placement.dtype).element_size()
-    if base.pipeline_key in gpu.PIPELINES:
-        return gpu.PIPELINES[base.pipeline_key].pipeline_bytes()
-    return int(mixdq.load_inventory(base.spec).total_params * element * 1.35)
-
-
 def check_sweep(base: ModelEntry) -> None:
     """Refuse a sweep this studio does not allow, or has no memory for, saying why."""
     studio = settings.current()
     if not base.embedded and (note := studio.sweeps_note()):
         raise mixdq.ConfigError(note)
     placement = studio.placement
-    need, have = sweep_bytes(base, placement), mixdq.available_bytes(placement.device)
+    # a pipeline of its own, so images are not blocked for hours (probes quantize one layer at a time)
+    need, have = base.model_bytes(placement)[0], mixdq.available_bytes(placement.device)
     if need > have:
         command = " ".join(filter(None, ("mixdq sensitivity", base.spec, "-o profile.json")))
         raise mixdq.InsufficientMemoryError(

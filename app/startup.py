@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 import mixdq
 from mixdq.device import format_gb
 
@@ -34,17 +32,13 @@ def served(models: dict[str, ModelEntry], settings: StudioSettings) -> list[Mode
     return entries
 
 
-# Text encoders and VAE beside the UNet, in parameters: SDXL-Turbo 0.90 B for a 2.57 B UNet, SD-Turbo
-# 0.42 B for 0.87 B (mixdq.random_models.component_params); the larger share is the safe estimate.
-OTHER_COMPONENTS = 0.5
 QUANTIZED_COPY = 1.1  # one fake-quantized copy of the UNet, and what images and calibration add (bench)
 
 
 def serving_bytes(entry: ModelEntry, placement: mixdq.Placement) -> int:
     """What serving the model's images needs: its pipeline and one quantized copy of its UNet."""
-    element = torch.empty((), dtype=placement.dtype).element_size()
-    unet = mixdq.load_inventory(entry.spec).total_params * element
-    return int(unet * (1 + OTHER_COMPONENTS + QUANTIZED_COPY))
+    pipeline, unet = entry.model_bytes(placement)
+    return int(pipeline + QUANTIZED_COPY * unet)
 
 
 def load_served(models: dict[str, ModelEntry], settings: StudioSettings) -> list[str]:
