@@ -18,7 +18,8 @@ from pathlib import Path
 
 import mixdq
 from app import settings
-from app.session import EMBEDDED, ModelEntry, default_models
+from app.registry import ModelEntry, default_models
+from app.settings import EMBEDDED
 from app.startup import SHIPPED_PROFILES, load_served
 from app.studio import THEME, build_demo
 

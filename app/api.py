@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import mixdq
 
-from . import exports, images, views
-from .session import EMBEDDED, ModelEntry
+from . import downloads, images, library, views
+from .registry import ModelEntry
+from .settings import EMBEDDED
 
 
 def entry_for(models: dict[str, ModelEntry], model: str) -> ModelEntry:
@@ -75,7 +76,7 @@ def export(models: dict[str, ModelEntry], model: str, avg_bits: float, content_w
     entry = entry_for(models, model)
     controls = views.Controls(content_weight=_number("content_weight", content_weight))
     plan = entry.planner(controls.plan_config()).plan(avg_bits=_number("avg_bits", avg_bits))
-    return [str(p) for p in exports.allocation_files(entry, plan)]
+    return [str(p) for p in downloads.allocation_files(entry, plan)]
 
 
 def _compare_plan(models: dict[str, ModelEntry], avg_bits: float):
@@ -106,7 +107,6 @@ def export_openvino(models: dict[str, ModelEntry], avg_bits: float,
 
 def upload_profile(models: dict[str, ModelEntry], model: str, paths: list[str]) -> str:
     """Check an uploaded profile against `model`'s layers and serve it; the new picker key."""
-    from . import library
 
     key, _ = library.accept_upload(models, entry_for(models, model), paths)
     return key

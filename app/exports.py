@@ -1,44 +1,24 @@
-"""What a user takes home: the allocation (JSON, MixDQ YAML), the profile (CSV), a deployed
-checkpoint and an OpenVINO IR (each zipped), written to a fresh temporary folder per request."""
+"""The models a user takes home: a deployed checkpoint and an OpenVINO IR (each zipped), built on a
+fork of the studio's pipeline and written to a fresh temporary folder per request. (The GPU
+boundary calls this; the allocation files and command lines are `downloads`.)"""
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 import mixdq
-from mixdq.device import format_gb
-from mixdq.serialization import atomic_write_text
-
-if TYPE_CHECKING:  # the entry is only read here; session builds on the GPU boundary, which uses this
-    from .session import ModelEntry
+from mixdq.core.device import format_gb
+from mixdq.deploy import Kernel, export_openvino, read_openvino_manifest
 
 
-def _folder() -> Path:
+def temp_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="mixdq-export-"))
-
-
-def allocation_files(entry: ModelEntry, plan: mixdq.Plan) -> list[Path]:
-    """allocation.json (every layer listed, "fp" included), MixDQ's two YAML files, profile.csv."""
-    out = _folder()
-    alloc = out / "allocation.json"
-    atomic_write_text(alloc, json.dumps(plan.allocation.to_dict(plan.layers), indent=1) + "\n")
-    files = [alloc]
-    for kind, bits in (("weight", plan.allocation.weights), ("act", plan.allocation.acts)):
-        if bits:
-            path = out / f"mixdq_{kind}_bits.yaml"
-            path.write_text(plan.allocation.to_mixdq_yaml("weight" if kind == "weight" else "activation"))
-            files.append(path)
-    profile_csv = out / f"profile-{entry.key.replace('/', '_')}.csv"
-    entry.profile.to_dataframe().to_csv(profile_csv, index=False)
-    return [*files, profile_csv]
 
 
 def fork_bytes(pipe, kind: str) -> int:
@@ -90,7 +70,7 @@ def deployed_zip(fork, base_model: str | None) -> dict:
     weights_bytes, kernels (layers per kernel)}."""
     mixdq.deploy.deploy(fork)
     kernels = {k: n for k, n in mixdq.deploy.kernel_counts(mixdq.deploy.deployed_layers(fork)).items() if n}
-    folder = mixdq.deploy.save_deployed(fork, _folder() / "deployed", base_model=base_model)
+    folder = mixdq.deploy.save_deployed(fork, temp_folder() / "deployed", base_model=base_model)
     weights = (folder / "unet.safetensors").stat().st_size
     archive = _zipped(folder, "mixdq-deployed")
     return dict(archive=str(archive), zip_bytes=archive.stat().st_size, weights_bytes=weights, kernels=kernels)
@@ -101,9 +81,8 @@ def openvino_zip(fork, base_model: str | None, self_attention_bits: int | None =
     bits, activations on the calibrated grid; self-attention's query and key at
     `self_attention_bits`), zipped: {archive, zip_bytes, files (bytes of each IR file), stored
     (layers per element type the weights are stored as)}."""
-    from mixdq.deploy.openvino import export_openvino, read_openvino_manifest
 
-    folder = export_openvino(fork, _folder() / "openvino", base_model=base_model)
+    folder = export_openvino(fork, temp_folder() / "openvino", base_model=base_model)
     manifest = read_openvino_manifest(folder)
     ir_bytes = {name: f["bytes"] for name, f in manifest["files"].items()}
     stored = Counter(layer["stored"] for layer in manifest["layers"].values())
@@ -113,10 +92,10 @@ def openvino_zip(fork, base_model: str | None, self_attention_bits: int | None =
 
 
 KERNEL_WORDS = {
-    "int8": "on integer (int8) kernels",
-    "int8-unpack": "on int8 kernels, unpacking their low-bit weights each call",
-    "int8-repack": "on int8 kernels, re-packing their weights each call",
-    "dequant": "in float, from weights unpacked each call",
+    Kernel.INT8: "on integer (int8) kernels",
+    Kernel.INT8_UNPACK: "on int8 kernels, unpacking their low-bit weights each call",
+    Kernel.INT8_REPACK: "on int8 kernels, re-packing their weights each call",
+    Kernel.DEQUANT: "in float, from weights unpacked each call",
     "float": "in float, unquantized",
 }
 
@@ -133,11 +112,3 @@ STORAGE_WORDS = {"u2": "2-bit", "u3": "3-bit", "u4": "4-bit", "u6": "6-bit (5- a
 def describe_storage(stored: dict[str, int]) -> str:
     """Layers per stored element type, in words."""
     return "; ".join(f"{n} layers {STORAGE_WORDS[t]} ({t})" for t, n in stored.items())
-
-
-def commands(entry: ModelEntry, avg_bits: float) -> str:
-    """For a model whose weights are not here: the command lines that do the same."""
-    name = entry.key.replace("/", "_")
-    return (f"```bash\nmixdq allocate --profile {entry.profile_path.name} --avg-bits {avg_bits:.2f} -o alloc.json\n"
-            f"mixdq deploy {entry.spec} --allocation alloc.json -o {name}-deployed\n"
-            f"mixdq export-openvino {entry.spec} --allocation alloc.json -o {name}-openvino\n```")

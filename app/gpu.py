@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 import mixdq
-from mixdq.deploy.measure import module_bytes
-from mixdq.device import release_freed_memory
-from mixdq.serialization import atomic_write_text
+from mixdq.core.device import release_freed_memory
+from mixdq.core.serialization import atomic_write_text
+from mixdq.deploy import module_bytes
 
 from . import exports
 from .settings import cache_root, zero_gpu

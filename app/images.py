@@ -6,9 +6,12 @@ import numpy as np
 import torch
 
 import mixdq
-from mixdq.shapes import dataset
+from mixdq.core.metrics import psnr_db, ssim
+from mixdq.embedded import dataset
+from mixdq.embedded.classifier import alignment, scores_against
 
-from .session import Job, ModelEntry, image_metrics
+from .pipelines import Job
+from .registry import ModelEntry
 
 MAX_SEED = 2**31 - 1
 
@@ -66,6 +69,21 @@ def compare(entry: ModelEntry, prompts: list[str], seed: int, allocation: mixdq.
     return fp, q, image_metrics(entry, fp, q, prompts)
 
 
+def image_metrics(entry: ModelEntry, fp: torch.Tensor, q: torch.Tensor, prompts: list[str]) -> dict:
+    """PSNR and SSIM of quantized against FP images (in [-1, 1]); alignment of both with their
+    captions where the model has a classifier and the prompts are data-set captions."""
+    fp01, q01 = (fp + 1) / 2, (q + 1) / 2
+    out = {"psnr_db": round(psnr_db(fp01, q01), 2), "ssim": round(ssim(fp01, q01).mean().item(), 4)}
+    if entry.classifier is not None:
+        try:
+            with torch.no_grad():
+                out["alignment_fp"] = round(alignment(entry.classifier, fp, prompts).mean().item(), 3)
+                out["alignment_quantized"] = round(alignment(entry.classifier, q, prompts).mean().item(), 3)
+        except ValueError:  # free text, not a caption of the data set: no ground truth
+            pass
+    return out
+
+
 def metrics_text(label: str, m: dict) -> str:
     text = f"**{label}** · PSNR {m['psnr_db']:.1f} dB · SSIM {m['ssim']:.3f} against FP"
     if "alignment_fp" in m:
@@ -90,7 +108,6 @@ def measure(entry: ModelEntry, allocations: list[mixdq.Allocation], num_prompts:
         raise mixdq.ConfigError("measuring needs held-out captions and images: it runs on the embedded model")
     if not 2 <= int(num_prompts) <= 128:
         raise mixdq.ConfigError(f"measure on 2 to 128 prompts, got {num_prompts}")
-    from mixdq.shapes.classifier import scores_against
 
     captions = tuple(dataset.evaluation_captions(int(num_prompts)))
     fp, *quantized = entry.images([Job(captions, 0), *(Job(captions, 0, a) for a in allocations)])

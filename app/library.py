@@ -15,11 +15,11 @@ import threading
 from pathlib import Path
 
 import mixdq
-from mixdq.device import format_gb
-from mixdq.sensitivity import journal_path
+from mixdq.core.device import format_gb
+from mixdq.sensitivity.journal import journal_path
 
 from . import settings
-from .session import ModelEntry
+from .registry import ModelEntry
 
 ROOT = settings.cache_root() / "profiles"
 SEP = " · "  # "embedded · my-sweep": a derived entry's key

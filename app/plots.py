@@ -1,7 +1,7 @@
 """Plain plotly builders: engine results in, figures out (no Gradio, no state).
 
 Every per-layer figure uses one layout, the UNet drawn left to right along the forward pass
-(`mixdq.inventory.position`): a column per place (a transformer block, a resnet, an attention's
+(`mixdq.models.inventory.position`): a column per place (a transformer block, a resnet, an attention's
 projections, a sampler, a stem layer), a row per role (`attn2.to_k`, `conv1`, ...).
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from mixdq.inventory import Position
+from mixdq.models.inventory import Position
 
 ROLES = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k",
          "attn2.to_v", "attn2.to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out",

@@ -40,14 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from huggingface_hub import HfApi, SpaceHardware, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError
 
-from mixdq import ConfigError, MixDQError
-from mixdq.models import ARCHITECTURES
+from mixdq import ARCHITECTURES, ConfigError, MixDQError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # what ships: tracked files under these folders, and these top-level files where tracked
-SHIP_DIRS = ("app", "mixdq", "assets")
+SHIP_DIRS = ("app", "mixdq", "assets", "docs")  # docs/: the README's screenshot and links
 SHIP_FILES = ("app.py", "pyproject.toml")
 SHIP_PREFIXES = ("LICENSE", "NOTICE")  # LICENSE, LICENSE.md, ... at the top level
 MARKER = ".mixdq-space.json"  # written into every assembly; what lets a re-run replace it
@@ -402,8 +403,6 @@ def assemble(out: str | os.PathLike, kind: str | Kind, models: str | Iterable[st
 
 
 def _token() -> str:
-    from huggingface_hub import get_token
-
     token = get_token()
     if not token:
         raise ConfigError(
@@ -411,7 +410,6 @@ def _token() -> str:
             "`hf auth login`, or set HF_TOKEN=hf_... (create one at https://huggingface.co/settings/tokens, "
             "role 'write')"
         )
-    from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         raise ConfigError("HF_HUB_OFFLINE is set, and publishing talks to the Hub: unset HF_HUB_OFFLINE")
@@ -429,9 +427,6 @@ def publish(repo_id: str, kind: str | Kind, models: str | Iterable[str] | None =
     if cache is not None and not cache.startswith("/"):
         raise ConfigError(f"--cache {cache}: give the absolute mount path of the Storage Bucket, e.g. /data")
     token = _token()
-
-    from huggingface_hub import HfApi, SpaceHardware
-    from huggingface_hub.errors import HfHubHTTPError
 
     with tempfile.TemporaryDirectory(prefix="mixdq-space-") as scratch:
         folder = assemble(out or Path(scratch) / "space", kind, models, log=log).out

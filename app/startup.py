@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 
 import mixdq
-from mixdq.device import format_gb
+from mixdq.core.device import format_gb
 
 from . import gpu
-from .session import ModelEntry, refused
+from .pipelines import refused
+from .registry import ModelEntry
 from .settings import EMBEDDED, MODELS_ENV, StudioSettings
 
 log = logging.getLogger("mixdq.studio")

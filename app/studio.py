@@ -1,20 +1,25 @@
-"""The studio's page: a header with the model picker, four tabs, and the named API endpoints.
-Each tab lives in `app/tabs/`; this file only assembles them."""
+"""The studio's page: a header with the model picker, seven tabs (Sensitivity, Budget, Compare,
+Measure, Export, Analyse, Layers), and the named API endpoints. Each tab but Layers lives in
+`app/tabs/`, its `build` returning the dataclass of what the others use of it; this file assembles
+them and wires what happens when the page opens."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlencode
 
 import gradio as gr
 import pandas as pd
+from gradio.components import Component
 
 import mixdq
-from mixdq.bits import bits_choices, parse_bits
+from mixdq.core.bits import bits_choices, parse_bits
 
 from . import api, images, library, views
-from .session import EMBEDDED, ModelEntry, default_models
+from .registry import ModelEntry, default_models
+from .settings import EMBEDDED
 from .tabs import analyse, budget, compare, export, measure, sensitivity
 from .tabs.common import Shared, friendly
 
@@ -58,7 +63,15 @@ def inventory_view(model: str, weight_bits: str, act_bits: str) -> tuple[pd.Data
     return inv.to_dataframe()[TABLE_COLUMNS], summary
 
 
-def layers_tab() -> None:
+@dataclass(frozen=True, eq=False)
+class LayersTab:
+    """The layer table of any architecture, for uniform bits: what `/inventory` fills on load."""
+
+    inputs: list[Component]  # architecture, weight bits, activation bits
+    outputs: list[Component]  # the table and its summary
+
+
+def layers_tab() -> LayersTab:
     with gr.Tab("Layers", id="layers"):
         with gr.Row():
             model = gr.Dropdown(MODELS, value=EMBEDDED, label="Architecture")
@@ -69,7 +82,7 @@ def layers_tab() -> None:
     inputs = [model, wbits, abits]
     for control in inputs:
         control.change(inventory_view, inputs, [table, summary], api_visibility="private")
-    return inputs, [table, summary]
+    return LayersTab(inputs, [table, summary])
 
 
 def api_endpoints(models: dict[str, ModelEntry]) -> None:
@@ -147,38 +160,34 @@ def build_demo(models: dict[str, ModelEntry] | None = None, default: str = EMBED
                               "(model, budget, content weight, prompt, seed)", scale=5, elem_id="state-link")
         shared = Shared(models, picker, gr.State(()), gr.State(None))
         with gr.Tabs():
-            sensitivity.build(shared)
-            budget.build(shared)
-            compare.build(shared)
-            measure.build(shared)
-            export.build(shared)
-            analyse.build(shared)
-            layers_inputs, layers_outputs = layers_tab()
-        for wire in shared.later:
-            wire()
+            s = sensitivity.build(shared)
+            b = budget.build(shared)
+            c = compare.build(shared, b)
+            measure.build(shared, b)
+            export.build(shared, b)
+            a = analyse.build(shared, b)
+            layers = layers_tab()
+        sensitivity.wire_lock(shared, s, b)  # a lock set in the sensitivity view re-solves the budget
         api_endpoints(models)
 
-        b, s, c = shared.budget, shared.sensitivity, shared.compare
-        cw = b["controls"][0]
-        state = [picker, cw, c["prompt"], c["seed"], shared.url]
+        cw = b.controls.content_weight
+        state = [picker, cw, c.prompt, c.seed, shared.url]
         def opening(request: gr.Request):  # Gradio passes the request to a parameter annotated so
             return url_state(models, default, request)
 
         opened = demo.load(opening, None, state, api_visibility="private")
-        reset = opened.then(friendly(b["reset"]), b["reset_inputs"], b["reset_outputs"], api_visibility="private")
+        reset = opened.then(friendly(b.reset), b.reset_inputs, b.reset_outputs, api_visibility="private")
         # the Compare tab opens on a pair of images, not an empty frame (made once, then from memory)
-        reset.then(c["first_pair"], c["inputs"], c["outputs"], concurrency_id="pipeline", concurrency_limit=1,
+        reset.then(c.first_pair, c.inputs, c.outputs, concurrency_id="pipeline", concurrency_limit=1,
                    show_progress="minimal", api_visibility="private").then(
             views.hardware_text, None, hardware, api_visibility="private")
-        opened.then(friendly(s["bit_choices"]), [picker, s["kind"]], [s["bits"], s["layer"]],
-                    api_visibility="private").then(friendly(s["show"]), s["inputs"], s["shown"],
-                                                   api_visibility="private")
+        opened.then(friendly(s.bit_choices), [picker, s.kind], [s.bits, s.layer],
+                    api_visibility="private").then(friendly(s.show), s.inputs, s.shown, api_visibility="private")
         opened.then(views.hardware_text, None, hardware, api_visibility="private")
-        for event in c["made"]:  # images change what is loaded and held
+        for event in c.made:  # images change what is loaded and held
             event.then(views.hardware_text, None, hardware, api_visibility="private")
-        opened.then(friendly(c["model_changed"]), picker, [c["note"], c["composer"]], api_visibility="private")
-        a = shared.analyse
-        opened.then(friendly(a["agreement"]), [picker, a["bits"]], [a["bits"], a["scatter"]], api_visibility="private")
-        link_btn.click(make_link, [picker, b["slider"], cw, c["prompt"], c["seed"]], link, api_visibility="private")
-        demo.load(inventory_view, layers_inputs, layers_outputs, api_name="inventory")
+        opened.then(friendly(c.model_changed), picker, [c.note, c.composer], api_visibility="private")
+        opened.then(friendly(a.agreement), [picker, a.bits], [a.bits, a.scatter], api_visibility="private")
+        link_btn.click(make_link, [picker, b.slider, cw, c.prompt, c.seed], link, api_visibility="private")
+        demo.load(inventory_view, layers.inputs, layers.outputs, api_name="inventory")
     return demo

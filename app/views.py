@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 
 import mixdq
-from mixdq.bits import format_bits
-from mixdq.damage import damage
-from mixdq.device import format_gb
-from mixdq.mixdq_mode import plan_mixdq
+from mixdq.core.bits import format_bits
+from mixdq.core.device import format_gb
+from mixdq.planning.damage import damage
 
-from . import gpu, settings
-from .session import ModelEntry
+from . import gpu, plots, settings
+from .registry import ModelEntry
 from .settings import zero_gpu
 
 FP16_BYTES, FP32_BYTES = 2, 4
@@ -54,7 +53,7 @@ def most_sensitive(frame: pd.DataFrame, top: int = 25) -> pd.DataFrame:
 
 def damage_curves(layer: mixdq.LayerProfile) -> pd.DataFrame:
     rows = [dict(kind=kind, metric=metric, bits=b, damage=max(damage(metric, v), 1e-12))
-            for kind in mixdq.bits.KINDS for metric, by_bits in layer.scores(kind).items()
+            for kind in mixdq.core.bits.KINDS for metric, by_bits in layer.scores(kind).items()
             for b, v in by_bits.items()]
     return pd.DataFrame(rows, columns=["kind", "metric", "bits", "damage"])
 
@@ -90,6 +89,12 @@ def with_lock(entry: ModelEntry, controls: Controls, layer: str, bits: str) -> t
     return locks
 
 
+def layer_grid(entry: ModelEntry) -> plots.Grid:
+    """Where each of the model's layers goes in the layer maps; built once per model (kept with
+    its planners)."""
+    return entry.memo(("layer-grid",), lambda: plots.Grid(entry.positions))
+
+
 def megabytes(mb: float) -> str:
     """As precise as the slider moves: 0.01 MB for the embedded model, 1 MB for SDXL."""
     return f"{mb:,.2f}" if mb < 100 else f"{mb:,.0f}"
@@ -98,7 +103,7 @@ def megabytes(mb: float) -> str:
 def solve(entry: ModelEntry, controls: Controls, budget_mb: float, exact: bool = False) -> mixdq.Plan:
     planner = entry.planner(controls.plan_config())
     if controls.mode == "mixdq":
-        return plan_mixdq(planner, budget_mb=budget_mb, k=controls.k, act_avg_bits=controls.act_bits)
+        return mixdq.plan_mixdq(planner, budget_mb=budget_mb, k=controls.k, act_avg_bits=controls.act_bits)
     return planner.plan(budget_mb=budget_mb, act_avg_bits=controls.act_bits, exact=exact)
 
 

@@ -12,20 +12,22 @@ For each average weight bit-width B, every method gets the packed weight memory 
 The planners may also keep layers in floating point (16-bit). Activations stay in floating point
 so the comparison isolates the weight allocation. Images: held-out captions, caption i with seed
 i, one CPU thread; scores against the float model's images of the same captions and seeds.
+Figures: bench/results/allocation_payoff-DATE.json.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from machine import start
+from machine import save, start
 
 import mixdq
 from mixdq import PlanConfig, Planner, plan_mixdq
-from mixdq.generation import generate_images
-from mixdq.models import ASSETS, EMBEDDED_CLASSIFIER_DIR
-from mixdq.shapes import dataset
-from mixdq.shapes.classifier import SCORE_HEADER, AttributeClassifier, format_scores, scores_against
+from mixdq.core.assets import ASSETS
+from mixdq.embedded import dataset
+from mixdq.embedded.classifier import SCORE_HEADER, AttributeClassifier, format_scores, scores_against
+from mixdq.embedded.paths import EMBEDDED_CLASSIFIER_DIR
+from mixdq.models.generation import generate_images
 
 PROFILE = ASSETS / "profiles" / "embedded.json"
 
@@ -63,8 +65,10 @@ def main() -> None:
         "SQNR only": Planner(profile, PlanConfig(metric={"content": "sqnr", "quality": "sqnr"}, allow_fp=True)),
         "decoupled": Planner(profile, PlanConfig(allow_fp=True)),
     }
+    float_alignment = scores_against(clf, ref, ref, captions)["alignment"]
+    results = []
     print(f"{len(captions)} held-out captions, weights only (activations float); "
-          f"float alignment {scores_against(clf, ref, ref, captions)['alignment']:.3f}\n")
+          f"float alignment {float_alignment:.3f}\n")
     print(f"{'avg bits':>8} {'method':<12} {'weight MB':>9} {'bits':>5} {SCORE_HEADER}")
     for bits in (float(b) for b in args.bits.split(",")):
         uniform = mixdq.Allocation.uniform(inventory.names, weight=int(bits)) if bits.is_integer() else None
@@ -85,9 +89,12 @@ def main() -> None:
             mixdq.apply_allocation(pipe, allocation)
             images = generate_images(pipe, captions, **mixdq.generation_defaults().as_kwargs())
             scores = scores_against(clf, ref, images, captions)
+            results.append(dict(bits=bits, method=name, weight_mb=report.weight_mb,
+                                avg_bits=report.avg_weight_bits, **scores))
             print(f"{bits:8.2f} {name:<12} {report.weight_mb:9.3f} {report.avg_weight_bits:5.2f} {format_scores(scores)}")
         print()
     mixdq.restore(pipe)
+    save("allocation_payoff", dict(captions=len(captions), float_alignment=float_alignment, results=results))
 
 
 if __name__ == "__main__":

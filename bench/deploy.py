@@ -19,8 +19,9 @@ embedded model every setting <= 1.15x FP32; peak RSS of a call not above earlier
 `--compile` also runs every setting under torch.compile (`deploy(..., compile=True)`, and FP32
 compiled the same way), with latency against FP32 eager (the target's baseline, what a user runs
 without a compiler) and against FP32 compiled (the compiler's own gain taken out).
-`--json FILE` writes per model and setting: bits, UNet bytes, peak RSS, latency (each with its
-ratio to FP32), layers per kernel, and the CPU.
+Every run writes per model and setting: bits, UNet bytes, peak RSS, latency (each with its
+ratio to FP32), layers per kernel, and the CPU, to bench/results/deploy-MODELS[-compile][-aot]
+[-DEVICE-DTYPE]-DATE.json (`--json FILE`: there too).
 `--aot` (embedded model) also measures each quantized setting as a user who saved it after
 `deploy(compile=True)` runs it: from the AOTInductor package, loaded in a process that never
 compiled (no compiler resident); its UNet bytes are the package's size on disk.
@@ -41,11 +42,14 @@ import tempfile
 from pathlib import Path
 
 import torch
-from machine import cpu_summary, start
+from diffusers import UNet2DConditionModel
+from machine import cpu_summary, save, start
 
 import mixdq
-from mixdq.deploy import deploy, report
+from mixdq.core.assets import ASSETS
+from mixdq.deploy import deploy, load_deployed_pipeline, read_manifest, report, save_deployed
 from mixdq.deploy.compiling import compile_unet
+from mixdq.embedded import dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +74,6 @@ def sd_turbo_mixed(names: list[str]) -> mixdq.Allocation:
 def embedded_mixed(act_bits: int | None = 8) -> mixdq.Allocation:
     """The planner's weights at 4 average bits on the shipped profile, with `act_bits` activations
     everywhere (the planner's plan is weight-only unless asked for activations)."""
-    from mixdq.models import ASSETS
 
     weights = mixdq.Planner(mixdq.Profile.load(ASSETS / "profiles" / "embedded.json")).plan(avg_bits=4.0).allocation.weights
     return mixdq.Allocation(weights, dict.fromkeys(weights, act_bits))
@@ -78,7 +81,6 @@ def embedded_mixed(act_bits: int | None = 8) -> mixdq.Allocation:
 
 def _one_image(pipe):
     """What the embedded model's figures time: one held-out caption, seed 0, its default sampling."""
-    from mixdq.shapes import dataset
 
     caption, kwargs = dataset.evaluation_captions(1)[0], mixdq.generation_defaults().as_kwargs()
     return lambda: pipe(caption, generator=torch.Generator().manual_seed(0), **kwargs)
@@ -104,7 +106,6 @@ def embedded_aot(setting: str, folder: str, prepare: bool) -> dict:
     """`prepare`: deploy with compile=True and save to `folder` (AOTInductor package included);
     else, in a process that never compiled, load the package and measure it. UNet bytes: the
     package on disk (codes, scales and machine code)."""
-    from mixdq.deploy import load_deployed_pipeline, read_manifest, save_deployed
 
     if prepare:
         pipe = mixdq.load_pipeline()
@@ -126,8 +127,6 @@ def embedded_aot(setting: str, folder: str, prepare: bool) -> dict:
 
 
 def sd_turbo(setting: str, cache_bytes: int | None, compile: bool, device: str, dtype: torch.dtype) -> dict:
-    from diffusers import UNet2DConditionModel
-
     config = mixdq.load_unet_config("sd-turbo")
     torch.manual_seed(0)
     unet = UNet2DConditionModel.from_config(config).eval()
@@ -263,6 +262,10 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1) + "\n")
         print(f"\nwrote {args.json}")
+    modes = [m for m, on in (("compile", args.compile), ("aot", args.aot)) if on]
+    where = [] if args.device == "cpu" and args.dtype == "float32" else [args.device, args.dtype]
+    save("deploy", {k: v for k, v in everything.items() if k != "cpu"} | dict(settings=args.settings),
+         tag="-".join([*args.models.split(","), *modes, *where]))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Prints, from one run on one CPU thread: the attribute classifier's accuracy on d
 the float model's alignment score on held-out captions (fixed seeds) at 1, 2 and 4 steps; the
 time per 64x64 image; and alignment, Fréchet distance (classifier features) and PSNR/SSIM
 against the float images under uniform W8A8, W4A8, W3A8, W2A8 and W8A4, BOS-aware off and on.
+Figures: bench/results/embedded_model-DATE.json.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import statistics
 import time
 
 import torch
-from machine import start
+from machine import save, start
 
 import mixdq
-from mixdq.generation import generate_images
-from mixdq.models import EMBEDDED_CLASSIFIER_DIR
-from mixdq.shapes import dataset
-from mixdq.shapes.classifier import (
+from mixdq.embedded import dataset
+from mixdq.embedded.classifier import (
     SCORE_HEADER,
     AttributeClassifier,
     alignment,
@@ -29,6 +28,8 @@ from mixdq.shapes.classifier import (
     labels,
     scores_against,
 )
+from mixdq.embedded.paths import EMBEDDED_CLASSIFIER_DIR
+from mixdq.models.generation import generate_images
 
 DEFAULTS = mixdq.generation_defaults()  # the embedded model: 4 steps, 64 px, 32 captions
 
@@ -54,10 +55,11 @@ def main() -> None:
           + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
 
     captions = dataset.evaluation_captions(args.captions)
-    fp = {}
+    fp, float_alignment = {}, {}
     for steps in (1, 2, 4):
         fp[steps] = generate(pipe, captions, steps)
-        print(f"float, {steps} step(s): alignment {alignment(clf, fp[steps], captions).mean():.3f} "
+        float_alignment[steps] = alignment(clf, fp[steps], captions).mean().item()
+        print(f"float, {steps} step(s): alignment {float_alignment[steps]:.3f} "
               f"on {len(captions)} held-out captions")
     ref = fp[DEFAULTS.num_inference_steps]
 
@@ -73,14 +75,20 @@ def main() -> None:
     calibration = DEFAULTS.calibration(batch_size=32)
     mixdq.prepare(pipe)
     mixdq.calibrate(pipe, calibration)
+    rows = []
     print(f"\n{'setting':<22} {SCORE_HEADER}")
     for w, a in ((8, 8), (4, 8), (3, 8), (2, 8), (8, 4)):
         for bos in (False, True):
             mixdq.set_bos_aware(pipe, bos)
             mixdq.apply_allocation(pipe, mixdq.Allocation.uniform(inv.names, w, a))
             scores = scores_against(clf, ref, generate(pipe, captions), captions)
+            rows.append(dict(setting=f"W{w}A{a}", bos_aware=bos, **scores))
             print(f"W{w}A{a} BOS-aware {'on ' if bos else 'off'}    {format_scores(scores)}")
     mixdq.restore(pipe)
+    save("embedded_model", dict(
+        captions=len(captions), classifier_images=len(x), classifier_all_right=exact, classifier_accuracy=acc,
+        float_alignment={f"{s} steps": v for s, v in float_alignment.items()},
+        image_ms_median=statistics.median(times) * 1e3, steps=DEFAULTS.num_inference_steps, quantized=rows))
 
 
 if __name__ == "__main__":

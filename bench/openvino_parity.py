@@ -7,7 +7,7 @@ Conv2d inputs) and with `QuantConfig(self_attention_bits=8)`: PSNR of the export
 against the simulated model's (held-out caption i with seed i, the default 4 steps, f32 hint,
 exact), and the SQNR of the exported UNet's output at each step of one caption (the simulated
 model's inputs fed to both). Calibration: the embedded model's default captions, batch 32, as
-bench/openvino_runtime.py.
+bench/openvino_runtime.py. Figures: bench/results/openvino_parity-DATE.json.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import tempfile
 
 import torch
 from deploy import embedded_mixed
-from machine import start
+from machine import save, start
 
 import mixdq
+from mixdq.core.metrics import psnr_db, sqnr_db
 from mixdq.deploy.openvino import OpenVINOUNet, export_openvino, record_unet_inputs
-from mixdq.metrics import psnr_db, sqnr_db
-from mixdq.shapes import dataset
+from mixdq.embedded import dataset
 
 SETTINGS = {"W8A8": None, "planner 4 bits, A8": None, "W8A8, self-attention 8": 8,
             "planner 4 bits, A8, self-attention 8": 8}
@@ -62,11 +62,14 @@ def main() -> None:
     captions = dataset.evaluation_captions(args.captions)
     print(f"\nembedded model, {args.captions} held-out captions, f32 hint: exported vs simulated")
     print(f"{'allocation':<38} {'UNet output SQNR per step, dB':>32} {'image PSNR dB':>14}")
+    rows = []
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         for i, setting in enumerate(SETTINGS):
             r = parity(setting, captions, f"{tmp}/{i}")
+            rows.append(dict(setting=setting, **r))
             steps = " / ".join(f"{db:.1f}" for db in r["unet_sqnr_db"])
             print(f"{setting:<38} {steps:>32} {r['image_psnr_db']:14.1f}", flush=True)
+    save("openvino_parity", dict(captions=args.captions, settings=rows))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ its default one (bf16 on CPUs that have it); bytes on disk (IR .xml + .bin; PyTo
 safetensors weights); peak RSS of the measuring process (load, compile, calls). Embedded only:
 fidelity of 128 held-out captions (caption i, seed i, 4 steps, f32 hint) against PyTorch FP32's
 images: caption alignment, Fréchet distance (classifier features), PSNR.
+Figures go to bench/results/openvino_runtime-MODELS-DATE.json (`--json FILE`: there too), with a
+flat table per model (`table`: every setting's bytes, latency per hint and ratios, as printed).
 Targets: our W8A8 export <= 1.1x NNCF PTQ latency at the same bytes; our mixed ~4-bit A8 export
 <= 0.15x FP32 bytes and <= 1.2x NNCF PTQ latency; embedded, equal bytes: our allocations'
 Fréchet distance and alignment at least as good as NNCF's at 8 bits and better than its INT4
@@ -51,20 +53,12 @@ import sys
 from pathlib import Path
 
 import torch
-from machine import cpu_summary, start
+from machine import cpu_summary, save, start
 
 import mixdq
 from mixdq.deploy import latency, load_deployed, module_bytes
-from mixdq.deploy.openvino import (
-    BIN,
-    MANIFEST,
-    XML,
-    OpenVINOUNet,
-    export_openvino,
-    file_hashes,
-    record_unet_inputs,
-)
-from mixdq.quantize import needs_calibration
+from mixdq.deploy.openvino import BIN, MANIFEST, XML, OpenVINOUNet, export_openvino, file_hashes, record_unet_inputs
+from mixdq.quant.quantize import needs_calibration
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "out" / "bench-openvino"
@@ -259,7 +253,7 @@ def measure(model_name: str, setting: str, hint: str | None) -> dict:
 
 def images(setting: str, captions: int) -> None:
     """Held-out images of the embedded model under `setting` (f32 hint), saved for scoring."""
-    from mixdq.shapes import dataset
+    from mixdq.embedded import dataset
 
     model = Embedded()
     if setting != "pt-fp32":
@@ -270,9 +264,9 @@ def images(setting: str, captions: int) -> None:
 
 
 def fidelity(captions: int, settings: list[str]) -> dict[str, dict]:
-    from mixdq.models import EMBEDDED_CLASSIFIER_DIR
-    from mixdq.shapes import dataset
-    from mixdq.shapes.classifier import AttributeClassifier, scores_against
+    from mixdq.embedded import dataset
+    from mixdq.embedded.classifier import AttributeClassifier, scores_against
+    from mixdq.embedded.paths import EMBEDDED_CLASSIFIER_DIR
 
     clf = AttributeClassifier.load(EMBEDDED_CLASSIFIER_DIR)
     names = dataset.evaluation_captions(captions)
@@ -368,6 +362,25 @@ def print_model(name: str, r: dict, threads: int) -> None:
             print(f"{setting:<15} {s['alignment']:9.3f} {s['frechet']:8.3f} {s['psnr']:8.2f}")
 
 
+def table(r: dict) -> list[dict]:
+    """The printed table as data: per setting, bytes, latency per hint, and the ratios against
+    PyTorch FP32 and NNCF's PTQ of the same run ("-": PyTorch, which has no hint)."""
+    fp, nncf = r["settings"]["pt-fp32"]["-"], r["settings"]["nncf-ptq"]
+    rows = []
+    for setting, by_hint in r["settings"].items():
+        first = next(iter(by_hint.values()))
+        row = dict(setting=setting, bytes=first["bytes"], bytes_x_fp32=first["bytes"] / fp["bytes"],
+                   peak_rss_bytes=first["peak_rss_bytes"])
+        for hint, m in by_hint.items():
+            key = "f32" if hint == "-" else hint
+            row[f"latency_{key}_s"] = m["latency_s"]
+            row[f"x_fp32_{key}"] = m["latency_s"] / fp["latency_s"]
+            if hint in nncf:
+                row[f"x_nncf_{key}"] = m["latency_s"] / nncf[hint]["latency_s"]
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default="embedded,sd-turbo")
@@ -408,6 +421,10 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1) + "\n")
         print(f"\nwrote {args.json}")
+    for r in everything["models"].values():
+        r["table"] = table(r)
+    save("openvino_runtime", dict(models=everything["models"], settings=chosen, rounds=args.rounds,
+                                  captions=args.captions), tag="-".join(args.models.split(",")))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@
 3. An FP + quantized image pair on the embedded model with the FP image cached. Target: <= 0.5 s.
 
     .venv/bin/python bench/studio.py [--moves 30]
+
+Figures: bench/results/studio-DATE.json.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import statistics
 import time
 
 import numpy as np
-from machine import start
+from machine import save, start
 from playwright.sync_api import sync_playwright
 
 from app import images, views
-from app.session import default_models
+from app.registry import default_models
 from app.studio import build_demo
 from app.tabs.budget import update
 
@@ -31,7 +33,8 @@ def p95(xs) -> float:
     return float(np.percentile(xs, 95))
 
 
-def server_side(models) -> None:
+def server_side(models) -> list[dict]:
+    rows = []
     for key in ("sdxl-turbo", "embedded"):
         entry, controls = models[key], views.Controls()
         lo, hi = views.budget_range(entry, controls)
@@ -43,8 +46,11 @@ def server_side(models) -> None:
             payload = json.dumps([summary, *[f.to_json() for f in figs]])
             times.append(time.perf_counter() - t)
             sizes.append(len(payload))
+        rows.append(dict(model=key, layers=len(entry.profile), median_ms=statistics.median(times) * 1e3,
+                         p95_ms=p95(times) * 1e3, json_kb=statistics.median(sizes) / 1e3))
         print(f"[1] {key} ({len(entry.profile)} layers): slider update {statistics.median(times) * 1e3:.1f} ms median, "
               f"{p95(times) * 1e3:.1f} ms p95; {statistics.median(sizes) / 1e3:.0f} kB of JSON per update")
+    return rows
 
 
 MOVE_JS = """async (value) => {
@@ -65,7 +71,7 @@ MOVE_JS = """async (value) => {
 }"""
 
 
-def browser(models, moves: int) -> None:
+def browser(models, moves: int) -> dict:
     demo = build_demo(models, default="sdxl-turbo")
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     try:
@@ -87,9 +93,10 @@ def browser(models, moves: int) -> None:
         demo.close()
     print(f"[2] browser, SDXL-Turbo: slider input to redrawn allocation plot {statistics.median(times):.0f} ms "
           f"median, {p95(times):.0f} ms p95 over {moves} moves")
+    return dict(median_ms=statistics.median(times), p95_ms=p95(times), moves=moves)
 
 
-def image_pair(models) -> None:
+def image_pair(models) -> dict:
     entry = models["embedded"]
     prompt = "a large red circle on the left, white background"
     planner = entry.planner(views.Controls().plan_config())
@@ -102,6 +109,7 @@ def image_pair(models) -> None:
         times.append(time.perf_counter() - t)
     print(f"[3] embedded model, FP + quantized image pair (FP cached): {statistics.median(times) * 1e3:.0f} ms median, "
           f"{max(times) * 1e3:.0f} ms max over 10 allocations")
+    return dict(median_ms=statistics.median(times) * 1e3, max_ms=max(times) * 1e3, allocations=len(times))
 
 
 def main() -> None:
@@ -110,9 +118,9 @@ def main() -> None:
     args = parser.parse_args()
     start(2)
     models = default_models()
-    server_side(models)
-    image_pair(models)
-    browser(models, args.moves)
+    server = server_side(models)
+    pair = image_pair(models)
+    save("studio", dict(slider_server=server, image_pair=pair, slider_browser=browser(models, args.moves)))
 
 
 if __name__ == "__main__":

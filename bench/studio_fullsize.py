@@ -23,21 +23,20 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 
 import torch
-from machine import cpu_summary, start
+from machine import save, start
 
 import mixdq
 from app import gpu, settings
-from app.session import Job, ModelEntry
+from app.pipelines import Job
+from app.registry import ModelEntry
 from app.startup import load_served
-from mixdq.device import format_gb, peak_rss_bytes, process_rss_bytes
-from mixdq.layers import quant_layers
-from mixdq.random_models import random_pipeline_folder
+from mixdq.core.device import format_gb, peak_rss_bytes, process_rss_bytes
+from mixdq.models.random_weights import random_pipeline_folder
+from mixdq.quant.layers import quant_layers
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PROMPTS = ("a photograph of an astronaut riding a horse", "a bowl of fruit on a wooden kitchen table")
 
 
@@ -186,13 +185,10 @@ def main() -> int:
         print(f"peak GPU memory {format_gb(cuda_peak)} (float pipeline {format_gb(base['peak_cuda'])}; target <= 14 GB)")
     compares = [s["seconds"] for s in session["steps"] if s["step"].startswith("Compare: uniform")]
     print(f"seconds per Compare (one quantized image, FP cached): median {sorted(compares)[len(compares) // 2]:.1f}")
-    RESULTS.mkdir(exist_ok=True)
-    tag = (gpu_name or "cpu").replace(" ", "-")
-    out = RESULTS / f"studio_fullsize-{args.model}-{tag}-{date.today()}.json"
-    out.write_text(json.dumps(dict(model=args.model, device=placement.device, dtype=args.dtype, size=args.size,
-                                   gpu=gpu_name, cpu=cpu_summary(args.threads), float=base, **session,
-                                   summary=summary), indent=1) + "\n")
-    print(f"wrote {out}")
+    summary.update(compare_median_s=sorted(compares)[len(compares) // 2])
+    save("studio_fullsize", dict(model=args.model, device=placement.device, dtype=args.dtype, size=args.size,
+                                 gpu=gpu_name, float=base, **session, summary=summary),
+         tag=f"{args.model}-{(gpu_name or 'cpu').replace(' ', '-')}")
     return 0
 
 

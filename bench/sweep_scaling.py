@@ -8,7 +8,7 @@ workers with one thread each (each loads the model, calibrates and takes the ref
 Printed: wall time of both (the distributed one with and without Ray's start-up: runtime, worker
 processes, model loading, calibration, reference), the ratio, per-probe time, the driver's
 overhead per probe, and whether the two profiles agree score for score. Target on a 2-core
-machine: >= 1.6x over serial one-thread.
+machine: >= 1.6x over serial one-thread. Figures: bench/results/sweep_scaling-DATE.json.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import torch
-from machine import start
+from machine import save, start
 
 import mixdq
-from mixdq.distributed import Workers
-from mixdq.shapes import dataset
+from mixdq.embedded import dataset
+from mixdq.sensitivity.distributed import Workers
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     start(1)
-    import ray
+    import ray  # noqa: PLC0415 - optional package (the distributed extra)
 
     pipe = mixdq.load_pipeline()
     pipe.set_progress_bar_config(disable=True)
@@ -71,6 +71,12 @@ def main() -> None:
           f"(wall time of probing beyond the busiest worker's probe time)")
     scores = lambda p: {x.name: (x.weight, x.activation) for x in p}  # noqa: E731
     print(f"profiles agree score for score: {scores(serial) == scores(spread)}")
+    save("sweep_scaling", dict(
+        layers=len(names), probes=probes, prompts=args.prompts, workers=args.workers, serial_s=serial_s,
+        serial_probe_s=serial.meta["elapsed_s"] / probes, ray_start_s=ray_start_s, ray_s=ray_s,
+        worker_startup_s=run["startup_s"], speedup_all=serial_s / (ray_s + ray_start_s), speedup_running=serial_s / ray_s,
+        speedup_probing=serial_s / probing_s, driver_ms_per_probe=(probing_s - busy) / probes * 1e3,
+        profiles_agree=scores(serial) == scores(spread)))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 2. Apply a whole allocation to the full-size 794-layer SDXL-Turbo UNet (meta device, no weights).
 3. The embedded model's pipeline call (4 prompts, its own steps and size): simulated W8A8 vs
    floating point.
+
+Figures: bench/results/switching-DATE.json.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from __future__ import annotations
 import time
 
 import torch
-from machine import start
+from machine import save, start
 
 import mixdq
-from mixdq.inventory import meta_unet
-from mixdq.layers import QuantLinear, quant_layers
+from mixdq.models.inventory import meta_unet
+from mixdq.quant.layers import QuantLinear, quant_layers
 
 
 def best_of(fn, repeat=5, number=1) -> float:
@@ -75,6 +77,10 @@ def main() -> None:
     q_s = best_of(generate)
     print(f"[3] embedded model, {len(prompts)} prompts x {defaults.num_inference_steps} steps: FP {fp_s * 1e3:.1f} ms, "
           f"simulated W8A8 {q_s * 1e3:.1f} ms -> {q_s / fp_s:.2f}x")
+    save("switching", dict(flip_cached_us=flip_s * 1e6, flip_fresh_ms=fresh_s * 1e3, flip_ratio=fresh_s / flip_s,
+                           apply_layers=len(names), apply_ms=apply_s * 1e3, prompts=len(prompts),
+                           steps=defaults.num_inference_steps, fp_ms=fp_s * 1e3, w8a8_ms=q_s * 1e3,
+                           w8a8_x_fp=q_s / fp_s))
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ One chunk of `--mib` MiB of weights (the default is `blocked.MAX_CHUNK_BYTES`), 
 split planes written straight into the destination (`packing.unpack_split_into`, what deployed
 layers use) against interleaved planes (8 codes per `w` bytes, `packing.pack` per plane)
 unpacked into a new tensor, then centred into the destination (what they used before).
+Figures: bench/results/unpack-DATE.json.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from machine import start
+from machine import save, start
 
 from mixdq.deploy.measure import latency
 from mixdq.deploy.packing import PLANES, pack, pack_split, split_length, unpack, unpack_split_into
@@ -45,6 +46,7 @@ def main() -> None:
     n = split_length(int(args.mib * (1 << 20)))
     out = torch.empty(n, dtype=torch.int8)
     print(f"{'bits':>4} {'split, in place':>16} {'interleaved':>12} {'ratio':>6}   ({n / (1 << 20):.1f} MiB of weights)")
+    rows = []
     for bits in (2, 3, 4, 5, 6):
         codes = torch.randint(0, 2**bits, (n,), dtype=torch.uint8, generator=torch.Generator().manual_seed(bits))
         centred = (codes.to(torch.int16) - 2 ** (bits - 1)).to(torch.int8)
@@ -55,6 +57,8 @@ def main() -> None:
             assert torch.equal(out, centred)
             results.append(latency(fn, repeats=20, warmup=2) * 1e3)
         print(f"{bits:>4} {results[0]:13.2f} ms {results[1]:9.2f} ms {results[0] / results[1]:6.2f}")
+        rows.append(dict(bits=bits, split_ms=results[0], interleaved_ms=results[1], ratio=results[0] / results[1]))
+    save("unpack", dict(mib=n / (1 << 20), rows=rows))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Per shape, median ms per call and the ratio to the float matmul, in one run:
                   per-channel grid as one group size dividing K with the channel's scale repeated
 And the largest difference of each kernel's output from the dequant path's, relative to its
 largest magnitude (the int4 kernels take a float zero: exact up to rounding).
+Figures: bench/results/weight_only-DATE.json.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from machine import start
+from machine import save, start
 
 from mixdq.deploy.kernels import median_ms
 from mixdq.deploy.packing import pack, unpack
@@ -68,12 +69,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     start(args.threads)
+    rows = []
     for shape in SHAPES:
         r = measure(*shape)
         fp = r["float"][0]
         print(f"\nLinear x[{shape[0]}, {shape[1]}] @ W[{shape[2]}, {shape[1]}]^T")
         for name, (ms, err) in r.items():
             print(f"  {name:<20} {ms:9.2f} ms {ms / fp:7.2f}x float   max rel. diff {err:.1e}")
+            rows.append(dict(shape=f"x[{shape[0]}, {shape[1]}] @ W[{shape[2]}, {shape[1]}]^T", kernel=name, ms=ms,
+                             x_float=ms / fp, max_rel_diff=err))
+    save("weight_only", dict(rows=rows))
 
 
 if __name__ == "__main__":

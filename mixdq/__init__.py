@@ -16,13 +16,11 @@
 Deployment (packed weights, int8 kernels, save/load) is `mixdq.deploy`.
 """
 
-from . import deploy, logs
-from .allocation import Allocation
-from .bits import ACT_BITS, WEIGHT_BITS, Bits
-from .calibration import calibrate, calibrating, calibration_ranges, set_calibration_ranges
-from .config import ActQuantConfig, CalibrationConfig, PlanConfig, QuantConfig, WeightQuantConfig
-from .device import Placement, available_bytes, memory_in_use
-from .errors import (
+from mixdq import deploy
+from mixdq.core import logs
+from mixdq.core.bits import ACT_BITS, WEIGHT_BITS, Bits
+from mixdq.core.device import Placement, available_bytes, memory_in_use
+from mixdq.core.errors import (
     ConfigError,
     DeployedModelError,
     InfeasibleBudgetError,
@@ -34,24 +32,19 @@ from .errors import (
     UnsupportedBitsError,
     UnsupportedModelError,
 )
-from .generation import generate_images
-from .importers import import_mixdq
-from .inventory import GroupRule, Inventory, LayerInfo, build_inventory
-from .memory import MemoryReport, memory_report
-from .mixdq_mode import plan_mixdq
-from .models import (
-    ARCHITECTURES,
-    GenerationDefaults,
-    fork_pipeline,
-    generation_defaults,
-    load_inventory,
-    load_pipeline,
-    load_unet_config,
-)
-from .planner import Plan, Planner
-from .profile import LayerProfile, Profile
-from .prompts import PromptCheck, PromptWarning, check_prompt, known_words
-from .quantize import (
+from mixdq.models.architectures import ARCHITECTURES, GenerationDefaults, generation_defaults
+from mixdq.models.generation import CalibrationConfig, generate_images
+from mixdq.models.inventory import GroupRule, Inventory, LayerInfo, build_inventory
+from mixdq.models.loading import fork_pipeline, load_inventory, load_pipeline, load_unet_config
+from mixdq.models.prompts import PromptCheck, PromptWarning, check_prompt, known_words
+from mixdq.planning.config import PlanConfig
+from mixdq.planning.planner import Plan, Planner
+from mixdq.planning.recipe import plan_mixdq
+from mixdq.quant.allocation import Allocation
+from mixdq.quant.calibration import calibrate, calibrating, calibration_ranges, set_calibration_ranges
+from mixdq.quant.config import ActQuantConfig, QuantConfig, WeightQuantConfig
+from mixdq.quant.memory import MemoryReport, memory_report
+from mixdq.quant.quantize import (
     apply_allocation,
     clear_weight_cache,
     current_allocation,
@@ -63,8 +56,11 @@ from .quantize import (
     set_bos_aware,
     set_layer_bits,
 )
-from .sensitivity import SweepConfig, sweep
-from .weight_cache import set_weight_cache_budget, weight_cache_budget
+from mixdq.quant.weight_cache import set_weight_cache_budget, weight_cache_budget
+from mixdq.sensitivity.config import SweepConfig
+from mixdq.sensitivity.driver import sweep
+from mixdq.sensitivity.importers import import_mixdq
+from mixdq.sensitivity.profile import LayerProfile, Profile
 
 logs.silence_import_noise()
 

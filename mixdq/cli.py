@@ -5,19 +5,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+import torch
 
-from .allocation import Allocation
-from .bits import ACT_BITS, FP, WEIGHT_BITS, bits_choices, format_bits, parse_bits
-from .config import PlanConfig, QuantConfig, WeightQuantConfig
-from .deploy.modules import KERNELS
-from .device import Placement
-from .errors import ConfigError, MixDQError
-from .memory import memory_report
-from .models import ARCHITECTURES, generation_defaults, load_inventory
+from mixdq.core.bits import ACT_BITS, FP, WEIGHT_BITS, bits_choices, format_bits, parse_bits
+from mixdq.core.device import Placement
+from mixdq.core.errors import ConfigError, MixDQError
+from mixdq.deploy import (
+    deploy,
+    deployed_layers,
+    kernel_counts,
+    kernel_table,
+    module_bytes,
+    read_manifest,
+    save_deployed,
+)
+from mixdq.deploy.compiling import require_compiler
+from mixdq.deploy.manifest import KERNELS
+from mixdq.deploy.openvino import export_openvino, read_openvino_manifest
+from mixdq.models.architectures import ARCHITECTURES, generation_defaults
+from mixdq.models.loading import load_inventory, load_pipeline
+from mixdq.planning.config import PlanConfig
+from mixdq.planning.planner import Planner
+from mixdq.planning.recipe import plan_mixdq
+from mixdq.quant.allocation import Allocation
+from mixdq.quant.config import QuantConfig, WeightQuantConfig
+from mixdq.quant.memory import memory_report
+from mixdq.quant.quantize import needs_calibration, quantize_
+from mixdq.sensitivity.config import SweepConfig
+from mixdq.sensitivity.distributed import Workers
+from mixdq.sensitivity.driver import sweep
+from mixdq.sensitivity.importers import import_mixdq
+from mixdq.sensitivity.profile import Profile
 
 MODEL_HELP = (
     "a Hugging Face hub id, a local diffusers folder, or an architecture name "
@@ -95,11 +118,6 @@ def _sampling(args):
 
 
 def cmd_sensitivity(args) -> int:
-    import torch
-
-    from .models import load_pipeline
-    from .sensitivity import SweepConfig, sweep
-
     if args.threads and not (args.workers or args.ray_address):
         torch.set_num_threads(args.threads)
     sampling = _sampling(args)
@@ -119,7 +137,6 @@ def cmd_sensitivity(args) -> int:
     placement = Placement.resolve(args.device, args.dtype)
     workers = None
     if args.workers or args.ray_address:
-        from .distributed import Workers
 
         workers = Workers(count=args.workers or 1, address=args.ray_address, model=args.model,
                           device=placement.device, dtype=placement.dtype_name, threads=args.threads)
@@ -135,8 +152,6 @@ def cmd_sensitivity(args) -> int:
 
 
 def cmd_import_mixdq(args) -> int:
-    from .importers import import_mixdq
-
     profile = import_mixdq(args.folder, bits=args.bits, architecture=args.architecture)
     profile.save(args.output)
     groups = pd.Series([layer.group for layer in profile]).value_counts().to_dict()
@@ -167,10 +182,6 @@ def _candidates(values: list[str]) -> dict:
 
 
 def cmd_allocate(args) -> int:
-    from .mixdq_mode import plan_mixdq
-    from .planner import Planner
-    from .profile import Profile
-
     profile = Profile.load(args.profile)
     config = PlanConfig(
         metric={"content": args.content_metric, "quality": args.quality_metric},
@@ -208,9 +219,6 @@ def cmd_allocate(args) -> int:
 
 
 def cmd_deploy(args) -> int:
-    from .deploy import deploy, deployed_layers, kernel_counts, module_bytes, save_deployed
-    from .deploy.compiling import require_compiler
-
     if args.compile:
         require_compiler()  # before calibrating, not after
     pipe = _quantized_pipeline(args)
@@ -228,8 +236,6 @@ def cmd_deploy(args) -> int:
 def _quantized_pipeline(args, device: str | None = None, dtype: str | None = None):
     """The pipeline of MODEL, where it runs (--device/--dtype, or as given), with the allocation of
     --allocation applied (calibrated if needed)."""
-    from .models import load_pipeline
-    from .quantize import needs_calibration, quantize_
 
     allocation = Allocation.load(args.allocation)
     pipe = load_pipeline(args.model, device=device or getattr(args, "device", None),
@@ -241,11 +247,6 @@ def _quantized_pipeline(args, device: str | None = None, dtype: str | None = Non
 
 
 def cmd_export_openvino(args) -> int:
-    from collections import Counter
-
-    from .deploy.measure import module_bytes
-    from .deploy.openvino import export_openvino, read_openvino_manifest
-
     pipe = _quantized_pipeline(args, device="cpu", dtype="float32")  # OpenVINO's runtime is the CPU's
     float_bytes = module_bytes(pipe)
     export_openvino(pipe, args.output, base_model=args.model)
@@ -261,8 +262,6 @@ def cmd_export_openvino(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .deploy import kernel_table, read_manifest
-
     table = kernel_table(args.folder)
     if args.json:
         print(table.to_json(orient="records", indent=1, double_precision=15))

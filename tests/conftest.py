@@ -1,39 +1,27 @@
 import os
+import tempfile
 
 # Tests never reach the hub: an unknown hub id must fail fast and clearly, as on an offline laptop.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# profiles the studio measures or receives in tests go to a throwaway folder, not ~/.cache
-import tempfile  # noqa: E402
+# profiles the studio measures or receives in tests go to a throwaway folder, never a developer's own
+os.environ["MIXDQ_STUDIO_CACHE"] = tempfile.mkdtemp(prefix="mixdq-studio-test-")
 
-os.environ["MIXDQ_STUDIO_CACHE"] = tempfile.mkdtemp(prefix="mixdq-studio-test-")  # never a developer's own
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
-import sys
-from pathlib import Path
-
-import pytest
-import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_models import tiny_sd, tiny_sdxl  # noqa: E402
 
 torch.set_num_threads(1)
 
-import mixdq  # noqa: E402
-
-from tiny_models import PROMPTS, tiny_sd, tiny_sdxl  # noqa: E402
-
-CALIBRATION = mixdq.CalibrationConfig(prompts=tuple(PROMPTS), num_inference_steps=2, height=32, width=32)
+# markers that mean minutes: such a test is also `slow`, so `-m "not slow"` leaves it out
+SLOW_KINDS = ("browser", "compile", "openvino", "ray", "gpu")
 
 
-def generate(pipe, prompts=PROMPTS, steps=2, seed=0):
-    """Final latents of a fixed-seed run: what every quantized-vs-float comparison looks at."""
-    pipe.set_progress_bar_config(disable=True)
-    return pipe(
-        list(prompts), num_inference_steps=steps, guidance_scale=0.0, height=32, width=32,
-        generator=torch.Generator().manual_seed(seed), output_type="latent",
-    ).images
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(params=["sd", "sdxl"])

@@ -6,7 +6,7 @@ import pytest
 
 from mixdq.cli import main
 
-from conftest import ROOT
+from support import ROOT
 from tiny_models import tiny_sdxl
 
 

@@ -3,16 +3,18 @@ agree, and what MixDQ's K-split does against one joint program."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
 import mixdq
-from mixdq.damage import metric_agreement
-from mixdq.mixdq_mode import plan_mixdq
+from mixdq.planning.damage import metric_agreement
 
 from .. import library, settings, views
-from .budget import controls_of
+from .budget import BudgetTab
 from .common import Shared, friendly
 
 INTRO = (
@@ -64,14 +66,23 @@ def k_split(entry, controls: views.Controls, mb: float, ks=(0.8, 1.0, 1.25)) -> 
     rows = [row("joint (decoupled metrics, one program)", planner.plan(budget_mb=mb))]
     for k in ks:
         try:
-            rows.append(row(f"MixDQ K={k:g}", plan_mixdq(planner, budget_mb=mb, k=k)))
+            rows.append(row(f"MixDQ K={k:g}", mixdq.plan_mixdq(planner, budget_mb=mb, k=k)))
         except mixdq.ConfigError as e:
             rows.append(dict(program=f"MixDQ K={k:g}", weight_mb=None, avg_bits=None, content_bits=None,
                              quality_bits=None, predicted_damage=None, note=str(e).split(";")[0]))
     return pd.DataFrame(rows)
 
 
-def build(shared: Shared) -> None:
+@dataclass(frozen=True, eq=False)
+class AnalyseTab:
+    """What the page wires of the analyse view once it has opened: the metrics' agreement."""
+
+    bits: gr.Dropdown
+    scatter: gr.Plot
+    agreement: Callable  # (model, bits) -> the bits measured and the scatter
+
+
+def build(shared: Shared, budget: BudgetTab) -> AnalyseTab:
     with gr.Tab("Analyse", id="analyse") as tab:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -148,9 +159,9 @@ def build(shared: Shared) -> None:
         b = b if b in measured else (measured[len(measured) // 2] if measured else "4")
         return gr.update(choices=measured, value=b), agreement_plot(entry.profile, int(b))
 
-    def splits(model, mb, *values):
-        entry = shared.entry(model)
-        return k_split(entry, controls_of(*values), float(mb))
+    def splits(values):
+        model, mb, controls = budget.plan(values)
+        return k_split(shared.entry(model), controls, mb)
 
     def sweeps_here(model):
         """Said before anyone presses Start: whether this studio sweeps the model at all."""
@@ -165,7 +176,6 @@ def build(shared: Shared) -> None:
     upload.upload(friendly(uploaded), [shared.model, upload], [shared.model, upload_status], api_visibility="private")
     for trigger in (shared.model.change, bits.input):
         trigger(friendly(agreement), [shared.model, bits], [bits, scatter], api_visibility="private")
-    b = shared.budget
     for trigger in (compare_btn.click, tab.select):
-        trigger(friendly(splits), [shared.model, b["slider"], *b["controls"]], ksplit, api_visibility="private")
-    shared.analyse = dict(agreement=agreement, bits=bits, scatter=scatter)
+        trigger(friendly(splits), budget.inputs(), ksplit, api_visibility="private")
+    return AnalyseTab(bits, scatter, agreement)

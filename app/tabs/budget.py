@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import gradio as gr
+from gradio.components import Component
 
 import mixdq
 
 from .. import plots, views
+from ..registry import ModelEntry
 from .common import Shared, friendly
 
 INTRO = (
@@ -20,13 +25,64 @@ INTRO = (
 )
 
 
-def controls_of(cw, content_bits, quality_bits, allow_fp, quantize_acts, act_bits, mode, k, locks) -> views.Controls:
-    return views.Controls(
-        content_weight=float(cw), content_bits=tuple(sorted(int(b) for b in content_bits or ())),
-        quality_bits=tuple(sorted(int(b) for b in quality_bits or ())), allow_fp=bool(allow_fp),
-        locks=tuple(locks or ()), act_bits=float(act_bits) if quantize_acts else None,
-        mode="mixdq" if mode.startswith("MixDQ") else "decoupled", k=float(k),
-    )
+Values = Mapping[Component, Any]  # what a handler of an event whose inputs are a set receives
+
+
+@dataclass(frozen=True, eq=False)
+class BudgetControls:
+    """The budget view's controls besides the budget itself: what decides an allocation. They
+    travel as one value: an event lists `components()` among its inputs, given as a set, so Gradio
+    hands its handler one dict (component -> value), and `read` turns that into `views.Controls`.
+    A new control is a field here and its line in `read`."""
+
+    content_weight: gr.Slider
+    content_bits: gr.CheckboxGroup
+    quality_bits: gr.CheckboxGroup
+    allow_fp: gr.Checkbox
+    quantize_acts: gr.Checkbox
+    act_bits: gr.Slider
+    mode: gr.Radio
+    k: gr.Slider
+    locks: gr.State  # tuple of (layer, "fp" or bits): this session's pinned layers (`Shared.locks`)
+
+    def components(self) -> list[Component]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def read(self, values: Values) -> views.Controls:
+        def bits(component) -> tuple[int, ...]:
+            return tuple(sorted(int(b) for b in values[component] or ()))
+
+        return views.Controls(
+            content_weight=float(values[self.content_weight]), content_bits=bits(self.content_bits),
+            quality_bits=bits(self.quality_bits), allow_fp=bool(values[self.allow_fp]),
+            locks=tuple(values[self.locks] or ()),
+            act_bits=float(values[self.act_bits]) if values[self.quantize_acts] else None,
+            mode="mixdq" if values[self.mode].startswith("MixDQ") else "decoupled", k=float(values[self.k]),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class BudgetTab:
+    """What the other views use of the budget view: its budget, its controls, what shows a plan,
+    and the handlers the page and the sensitivity view chain to. Handlers take one dict of values."""
+
+    slider: gr.Slider
+    controls: BudgetControls
+    model: gr.Dropdown  # the page's model picker
+    outputs: tuple[gr.Markdown, gr.Plot, gr.Plot]  # the plan's summary, bits map and Pareto plot
+    locks_table: gr.Dataframe
+    reshape: Callable  # inputs(): the slider's update and the outputs
+    reset: Callable  # reset_inputs: reset_outputs (a model was picked)
+    reset_inputs: set[Component]
+    reset_outputs: list[Component]
+
+    def inputs(self, *extra: Component) -> set[Component]:
+        """The inputs of an event whose handler plans: the model, the budget, the controls and `extra`."""
+        return {self.model, self.slider, *self.controls.components(), *extra}
+
+    def plan(self, values: Values) -> tuple[str, float, views.Controls]:
+        """(model, budget MB, controls) out of a handler's values."""
+        return values[self.model], float(values[self.slider]), self.controls.read(values)
 
 
 def update(entry, c: views.Controls, mb: float, exact: bool = False):
@@ -42,7 +98,7 @@ def update(entry, c: views.Controls, mb: float, exact: bool = False):
 def figures(entry, controls: views.Controls, plan: mixdq.Plan, exact: mixdq.Plan | None = None):
     return (
         views.plan_summary(entry, plan, exact, mixdq_mode=controls.mode == "mixdq"),
-        plots.bits_map(entry.grid, views.weight_bits_of(plan), views.bits_hover(entry, plan),
+        plots.bits_map(views.layer_grid(entry), views.weight_bits_of(plan), views.bits_hover(entry, plan),
                        "Weight bits per layer"),
         plots.pareto_plot(views.pareto(entry, controls), plan.weight_mb, plan.weight_damage,
                           references=views.uniform_references(entry, controls)),
@@ -61,7 +117,7 @@ def slider_update(lo: float, hi: float, value: float) -> dict:
                      interactive=True)
 
 
-def build(shared: Shared) -> None:
+def build(shared: Shared) -> BudgetTab:
     with gr.Tab("Budget", id="budget") as tab:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -90,36 +146,41 @@ def build(shared: Shared) -> None:
                         clear_btn = gr.Button("Clear locks", size="sm")
                     locks_table = gr.Dataframe(headers=["layer", "bits"], interactive=False, max_height=160)
 
-    controls = [cw, content_bits, quality_bits, allow_fp, quantize_acts, act_bits, mode, k, shared.locks]
-    shared.budget.update(slider=budget, controls=controls, summary=summary)
-    outputs = [summary, bits_plot, pareto]
+    controls = BudgetControls(cw, content_bits, quality_bits, allow_fp, quantize_acts, act_bits, mode, k, shared.locks)
+    outputs = (summary, bits_plot, pareto)
+    plan_inputs = {shared.model, budget, *controls.components()}
 
-    def solve(model, mb, *values, exact=False):
-        return update(shared.entry(model), controls_of(*values), mb, exact)
+    def plan_of(values: Values) -> tuple[ModelEntry, float, views.Controls]:
+        model, mb, c = values[shared.model], float(values[budget]), controls.read(values)
+        return shared.entry(model), mb, c
 
-    def live(model, mb, *values):
-        return solve(model, mb, *values)
+    def live(values):
+        entry, mb, c = plan_of(values)
+        return update(entry, c, mb)
 
-    def exact(model, mb, *values):
-        return solve(model, mb, *values, exact=True)
+    def exact(values):
+        entry, mb, c = plan_of(values)
+        return update(entry, c, mb, exact=True)
 
-    def reshape(model, mb, *values):
+    def reshape(values):
         """A control changed: the feasible range may have moved; keep the budget inside it."""
-        entry, c = shared.entry(model), controls_of(*values)
+        entry, mb, c = plan_of(values)
         try:
             lo, hi = views.budget_range(entry, c)
         except mixdq.MixDQError as e:
             return gr.skip(), f"**Cannot allocate:** {e}", gr.skip(), gr.skip()
-        update = slider_update(lo, hi, float(mb))
-        return (update, *solve(model, update["value"], *values))
+        slider = slider_update(lo, hi, mb)
+        return (slider, *update(entry, c, slider["value"]))
 
-    def reset(model, url, cw, fp16, qacts, abits, mode_name, k_value):
+    def reset(values):
         """A model was picked: its measured bits, its layers, no locks, a mid-range budget (or the
         one the page's URL asks for), and the plan there. Solved here, not in a following event:
         that one could still see the old model's budget, outside the new range."""
+        model, url = values[shared.model], values[shared.url]
         entry = shared.entry(model)
         wbits = [str(b) for b in entry.profile.bits("weight")]
-        c = controls_of(cw, (), (), fp16, qacts, abits, mode_name, k_value, ())
+        # the bits and locks shown belong to the last model: every measured width, no locks
+        c = replace(controls.read(values), content_bits=(), quality_bits=(), locks=())
         try:
             lo, hi = views.budget_range(entry, c)
             wanted = url[1] if url and url[0] == model and url[1] is not None else lo + 0.5 * (hi - lo)
@@ -131,37 +192,36 @@ def build(shared: Shared) -> None:
                 gr.update(choices=entry.profile.names, value=None), gr.update(choices=["fp", *wbits[::-1]], value="fp"),
                 (), [], *shown)
 
-    def add_lock(model, layer, bits, *values):
+    def add_lock(values):
+        layer = values[lock_layer]
         if not layer:
             raise gr.Error("choose a layer to lock first")
-        new = views.with_lock(shared.entry(model), controls_of(*values), layer, bits)
+        entry, _, c = plan_of(values)
+        new = views.with_lock(entry, c, layer, values[lock_bits])
         return new, [list(x) for x in new]
 
     common = dict(show_progress="hidden", concurrency_id="solve", concurrency_limit=8)
-    dragging = budget.input(friendly(live), [shared.model, budget, *controls], outputs, trigger_mode="always_last",
+    dragging = budget.input(friendly(live), plan_inputs, outputs, trigger_mode="always_last",
                             api_visibility="private", **common)
     # a live answer still on its way must not overwrite the exact one and its gap
-    budget.release(friendly(exact), [shared.model, budget, *controls], outputs, api_visibility="private",
-                   cancels=[dragging], **common)
-    for control in controls[:-1]:  # .input: a user's change, not reset()'s programmatic one
-        control.input(friendly(reshape), [shared.model, budget, *controls], [budget, *outputs],
-                      api_visibility="private", trigger_mode="always_last", **common)
+    budget.release(friendly(exact), plan_inputs, outputs, api_visibility="private", cancels=[dragging], **common)
+    reshaped = [budget, *outputs]
+    for control in controls.components()[:-1]:  # .input: a user's change, not reset()'s programmatic one
+        control.input(friendly(reshape), plan_inputs, reshaped, api_visibility="private", trigger_mode="always_last",
+                      **common)
     # a control shows only while it applies
     quantize_acts.change(lambda on: gr.update(visible=on), quantize_acts, act_bits, api_visibility="private",
                          show_progress="hidden")
     mode.change(lambda m: gr.update(visible=m.startswith("MixDQ")), mode, k, api_visibility="private",
                 show_progress="hidden")
-    reset_inputs = [shared.model, shared.url, cw, allow_fp, quantize_acts, act_bits, mode, k]
+    reset_inputs = {shared.model, shared.url, *controls.components()}
     reset_outputs = [budget, content_bits, quality_bits, lock_layer, lock_bits, shared.locks, locks_table, *outputs]
     shared.model.change(friendly(reset), reset_inputs, reset_outputs, api_visibility="private", **common)
-    lock_btn.click(friendly(add_lock), [shared.model, lock_layer, lock_bits, *controls],
-                   [shared.locks, locks_table], api_visibility="private").then(
-        friendly(reshape), [shared.model, budget, *controls], [budget, *outputs], api_visibility="private", **common)
+    lock_btn.click(friendly(add_lock), {lock_layer, lock_bits, *plan_inputs}, [shared.locks, locks_table],
+                   api_visibility="private").then(
+        friendly(reshape), plan_inputs, reshaped, api_visibility="private", **common)
     # plotly sizes a figure drawn in a hidden tab to a default width: draw it again when shown
-    tab.select(friendly(reshape), [shared.model, budget, *controls], [budget, *outputs], api_visibility="private",
-               **common)
+    tab.select(friendly(reshape), plan_inputs, reshaped, api_visibility="private", **common)
     clear_btn.click(lambda: ((), []), None, [shared.locks, locks_table], api_visibility="private").then(
-        friendly(reshape), [shared.model, budget, *controls], [budget, *outputs], api_visibility="private", **common)
-    shared.budget.update(reset=reset, reshape=reshape, locks_table=locks_table, reset_inputs=reset_inputs,
-                         reset_outputs=reset_outputs,
-                         outputs=outputs)
+        friendly(reshape), plan_inputs, reshaped, api_visibility="private", **common)
+    return BudgetTab(budget, controls, shared.model, outputs, locks_table, reshape, reset, reset_inputs, reset_outputs)

@@ -1,17 +1,17 @@
-"""What the tabs share: the model picker, the per-session locks, the budget controls, and the
-registry of models (shared by all users, see `app.session`)."""
+"""What the tabs share: the model picker, the per-session locks, the state the page's URL asks
+for, and the registry of models (shared by all users, see `app.registry`). What one tab uses of
+another is that tab's own dataclass (`budget.BudgetTab`, ...), handed to it by `app.studio`."""
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import gradio as gr
 
 import mixdq
 
-from ..session import ModelEntry
+from ..registry import ModelEntry
 
 
 @dataclass
@@ -20,12 +20,6 @@ class Shared:
     model: gr.Dropdown
     locks: gr.State  # tuple of (layer, "fp" or bits): this session's pinned layers
     url: gr.State  # (model, budget MB) asked for by the page's URL, or None
-    budget: dict[str, Any] = field(default_factory=dict)  # the budget view's controls, by name
-    sensitivity: dict[str, Any] = field(default_factory=dict)
-    compare: dict[str, Any] = field(default_factory=dict)
-    export: dict[str, Any] = field(default_factory=dict)
-    analyse: dict[str, Any] = field(default_factory=dict)
-    later: list = field(default_factory=list)  # wiring that needs every tab built first
 
     def entry(self, key: str) -> ModelEntry:
         if key not in self.models:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import gradio as gr
+from gradio.components import Component
 
 import mixdq
-from mixdq.shapes import dataset
+from mixdq.embedded import dataset
 
 from .. import images, views
-from .budget import controls_of
+from .budget import BudgetTab
 from .common import Shared, friendly
 
 INTRO = (
@@ -37,7 +40,23 @@ def _weights_note(entry) -> str:
     return "" if refused is None else f"**No images of {entry.key} here.** {refused}"
 
 
-def build(shared: Shared) -> None:
+@dataclass(frozen=True, eq=False)
+class CompareTab:
+    """What the page uses of the compare view: the prompt and seed a link keeps, the note and
+    composer a model change updates, the events that make images, and the first pair's handler."""
+
+    prompt: gr.Textbox
+    seed: gr.Number
+    note: gr.Markdown
+    composer: gr.Row
+    made: list  # the events that make images (they change what is loaded and held)
+    inputs: set[Component]  # of `first_pair`
+    outputs: list[Component]  # what a pair of images fills
+    first_pair: Callable
+    model_changed: Callable  # model -> the note and the composer
+
+
+def build(shared: Shared, budget: BudgetTab) -> CompareTab:
     with gr.Tab("Compare", id="compare"):
         gr.Markdown(INTRO)
         note = gr.Markdown(elem_id="weights-note")
@@ -66,14 +85,11 @@ def build(shared: Shared) -> None:
         metrics = gr.Markdown(elem_id="compare-metrics")
         grid_img = gr.Image(label="FP (top) over quantized (bottom)", visible=False, elem_id="grid-image", **SHOWN)
 
-    b = shared.budget
-
-    def allocation_for(entry, which: str, mb, values) -> tuple[mixdq.Allocation, str, bool]:
+    def allocation_for(entry, which: str, mb: float, controls) -> tuple[mixdq.Allocation, str, bool]:
         """(allocation, its label, whether BOS-aware may apply)."""
         names = entry.profile.names
         if which == "naive":
             return mixdq.Allocation.uniform(names, 8, 8), "naive W8A8 (BOS-aware off)", False
-        controls = controls_of(*values)
         plan = views.solve(entry, controls, mb)
         if which == "plan":
             mb_text = views.megabytes(plan.weight_mb)
@@ -90,24 +106,26 @@ def build(shared: Shared) -> None:
         label = f"uniform {row['label']}{f'A{act}' if act else ''}, {views.megabytes(row['weight_mb'])} MB"
         return mixdq.Allocation.uniform(names, int(row["label"][1:]), act), label, True
 
-    def run(which, model, text, s, bos_aware, mb, *values):
+    def run(which, values):
+        model, mb, controls = budget.plan(values)
         entry = shared.entry(model)
-        text, s = images.check_prompt(entry, text, s)
-        allocation, label, use_bos = allocation_for(entry, which, mb, values)
-        fp, q, m = images.compare(entry, [text], s, allocation, bos_aware and use_bos)
+        text, s = images.check_prompt(entry, values[prompt], values[seed])
+        allocation, label, use_bos = allocation_for(entry, which, mb, controls)
+        fp, q, m = images.compare(entry, [text], s, allocation, values[bos] and use_bos)
         scale = scale_of(fp)
         fp_a, q_a = images.to_uint8(fp, scale)[0], images.to_uint8(q, scale)[0]
         return ((fp_a, q_a), fp_a, q_a, images.difference(fp, q, scale=scale),
                 images.metrics_text(label, m), gr.update(visible=False))
 
-    def run_grid(model, s, bos_aware, mb, *values):
+    def run_grid(values):
+        model, mb, controls = budget.plan(values)
         entry = shared.entry(model)
         if not entry.embedded:
             raise gr.Error("the grid uses the embedded model's held-out captions; pick the embedded model")
-        s = images.check_seed(s)
-        allocation, label, _ = allocation_for(entry, "plan", mb, values)
+        s = images.check_seed(values[seed])
+        allocation, label, _ = allocation_for(entry, "plan", mb, controls)
         captions = images.held_out_captions(8)
-        fp, q, m = images.compare(entry, captions, s, allocation, bos_aware)
+        fp, q, m = images.compare(entry, captions, s, allocation, values[bos])
         return (gr.skip(), gr.skip(), gr.skip(), gr.skip(),
                 images.metrics_text(f"{label}, 8 held-out captions, seeds {s}-{s + 7}", m),
                 gr.update(value=images.grid(fp, q), visible=True))
@@ -131,31 +149,29 @@ def build(shared: Shared) -> None:
 
         return wrapper
 
-    # Gradio finds gr.Progress by its position among named parameters, so these spell them out;
-    # it shows the pipeline's first load and calibration, and SDXL's sampling steps.
+    # The inputs are a set, so a handler's values come as one dict; Gradio finds gr.Progress by its
+    # position among named parameters, after that one. It shows the pipeline's first load and
+    # calibration, and SDXL's sampling steps.
     def generating(which):
-        def handler(model, text, s, bos_aware, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks,
-                    progress=gr.Progress(track_tqdm=True)):
-            return run(which, model, text, s, bos_aware, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks)
+        def handler(values, progress=gr.Progress(track_tqdm=True)):
+            return run(which, values)
 
         return handler
 
-    def grid_handler(model, s, bos_aware, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks,
-                     progress=gr.Progress(track_tqdm=True)):
-        return run_grid(model, s, bos_aware, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks)
+    def grid_handler(values, progress=gr.Progress(track_tqdm=True)):
+        return run_grid(values)
 
     common = dict(concurrency_id="pipeline", concurrency_limit=1, api_visibility="private")
-    state = [shared.model, prompt, seed, bos, b["slider"], *b["controls"]]
+    state = budget.inputs(prompt, seed, bos)
     made = [button.click(said_in_place(generating(which)), state, outputs, **common)
             for button, which in ((generate, "plan"), (uniform, "uniform"), (naive, "naive"))]
-    made.append(grid_btn.click(said_in_place(grid_handler), [shared.model, seed, bos, b["slider"], *b["controls"]],
-                               outputs, **common))
+    made.append(grid_btn.click(said_in_place(grid_handler), budget.inputs(seed, bos), outputs, **common))
 
-    def follow_slider(on, shown, *a):  # only once an image is on screen
-        return run("plan", *a) if on and shown is not None else [gr.skip()] * len(outputs)
+    def follow_slider(values):  # only once an image is on screen
+        return run("plan", values) if values[follow] and values[q_img] is not None else [gr.skip()] * len(outputs)
 
-    b["slider"].release(said_in_place(follow_slider), [follow, q_img, *state], outputs, show_progress="minimal",
-                        trigger_mode="always_last", **common)
+    budget.slider.release(said_in_place(follow_slider), {follow, q_img, *state}, outputs, show_progress="minimal",
+                          trigger_mode="always_last", **common)
     for picker in (size, colour, shape, where, background):
         picker.change(images.compose, [size, colour, shape, where, background], prompt, api_visibility="private")
     shared.model.change(friendly(model_changed), shared.model, [note, composer], api_visibility="private")
@@ -167,14 +183,14 @@ def build(shared: Shared) -> None:
         return None, None, None, None, "", gr.update(value=None, visible=False)
 
     shared.model.change(friendly(clear_if_refused), shared.model, outputs, api_visibility="private")
-    def first_pair(model, text, s, bos_aware, mb, *values):
+    def first_pair(values):
         """The pair a new visitor sees before pressing anything: made once per model and state
         (every page load after the first shows it from memory)."""
+        model, mb, controls = budget.plan(values)
         entry = shared.entry(model)
         if entry.images_refused() is not None:
             return [gr.skip()] * len(outputs)
-        key = ("first-pair", repr((text, s, bool(bos_aware), mb, values)))  # the locks arrive as a list
-        return entry.memo(key, lambda: run("plan", model, text, s, bos_aware, mb, *values))
+        key = ("first-pair", repr((values[prompt], values[seed], bool(values[bos]), mb, controls)))
+        return entry.memo(key, lambda: run("plan", values))
 
-    shared.compare = dict(model_changed=model_changed, note=note, composer=composer, prompt=prompt, seed=seed,
-                          made=made, first_pair=said_in_place(first_pair), inputs=state, outputs=outputs)
+    return CompareTab(prompt, seed, note, composer, made, state, outputs, said_in_place(first_pair), model_changed)

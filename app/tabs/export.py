@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
-from .. import exports, views
-from .budget import controls_of
+from .. import downloads, exports, views
+from .budget import BudgetTab
 from .common import Shared, friendly
 
 INTRO = (
@@ -18,7 +20,19 @@ INTRO = (
 )
 
 
-def build(shared: Shared) -> None:
+@dataclass(frozen=True, eq=False)
+class ExportTab:
+    """The export view's components (nothing of it is wired from elsewhere)."""
+
+    files_button: gr.Button
+    deployed_button: gr.Button
+    openvino_button: gr.Button
+    self_attention: gr.Checkbox
+    status: gr.Markdown
+    files: gr.File
+
+
+def build(shared: Shared, budget: BudgetTab) -> ExportTab:
     with gr.Tab("Export", id="export"):
         gr.Markdown(INTRO)
         with gr.Row():
@@ -35,13 +49,14 @@ def build(shared: Shared) -> None:
         status = gr.Markdown(elem_id="export-status")
         files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="export-downloads")
 
-    def plan_of(model, mb, values):
+    def plan_of(values):
+        model, mb, controls = budget.plan(values)
         entry = shared.entry(model)
-        return entry, views.solve(entry, controls_of(*values), mb)
+        return entry, views.solve(entry, controls, mb)
 
-    def allocation_files(model, mb, *values):
-        entry, plan = plan_of(model, mb, values)
-        paths = exports.allocation_files(entry, plan)
+    def allocation_files(values):
+        entry, plan = plan_of(values)
+        paths = downloads.allocation_files(entry, plan)
         return [str(p) for p in paths], (f"{plan.avg_bits:.2f} bits, {views.megabytes(plan.weight_mb)} MB "
                                          f"predicted for the packed weights; files: {', '.join(p.name for p in paths)}")
 
@@ -49,14 +64,13 @@ def build(shared: Shared) -> None:
         """A click handler: the budget view's plan, made runnable as `kind` (when the studio has
         the model's weights; else the commands that do it elsewhere), and `describe`d."""
 
-        def run(model, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks, self_attention,
-                progress=gr.Progress()):
-            entry, plan = plan_of(model, mb, (cw, cbits, qbits, fp16, qacts, abits, mode, k, locks))
+        def run(values, progress=gr.Progress()):  # the inputs are a set: one dict of values, then the progress
+            entry, plan = plan_of(values)
             if (refused := entry.images_refused()) is not None:
                 return gr.skip(), (f"{refused}\n\nOn a machine that has its weights, the command line does the "
-                                   "same:\n\n" + exports.commands(entry, plan.avg_bits))
+                                   "same:\n\n" + downloads.commands(entry, plan.avg_bits))
             progress(0.1, desc=what)
-            result = entry.export(kind, plan.allocation, 8 if kind == "openvino" and self_attention else None)
+            result = entry.export(kind, plan.allocation, 8 if kind == "openvino" and values[self_attention] else None)
             return [result["archive"]], describe(plan, result)
 
         return run
@@ -87,12 +101,10 @@ def build(shared: Shared) -> None:
     deployed = exporter("deployed", "packing the weights", deployed_text)
     openvino = exporter("openvino", "converting for OpenVINO", openvino_text)
 
-    b = shared.budget
-    plan_inputs = [shared.model, b["slider"], *b["controls"]]
-    inputs = [*plan_inputs, self_attention]
-    files_btn.click(friendly(allocation_files), plan_inputs, [files, status], api_visibility="private")
+    inputs = budget.inputs(self_attention)
+    files_btn.click(friendly(allocation_files), budget.inputs(), [files, status], api_visibility="private")
     deploy_btn.click(friendly(deployed), inputs, [files, status], concurrency_id="pipeline", concurrency_limit=1,
                      api_visibility="private")
     openvino_btn.click(friendly(openvino), inputs, [files, status], concurrency_id="pipeline", concurrency_limit=1,
                        api_visibility="private")
-    shared.export = dict(allocation_files=allocation_files, deployed=deployed, openvino=openvino)
+    return ExportTab(files_btn, deploy_btn, openvino_btn, self_attention, status, files)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
@@ -9,7 +11,7 @@ import plotly.graph_objects as go
 import mixdq
 
 from .. import images, views
-from .budget import controls_of
+from .budget import BudgetTab
 from .common import Shared, friendly
 
 INTRO = (
@@ -57,11 +59,22 @@ def plot(history: pd.DataFrame, references: pd.DataFrame, metric: str) -> go.Fig
     return fig
 
 
-def build(shared: Shared) -> None:
+@dataclass(frozen=True, eq=False)
+class MeasureTab:
+    """The measure view's components (nothing of it is wired from elsewhere)."""
+
+    n: gr.Slider
+    metric: gr.Dropdown
+    button: gr.Button
+    figure: gr.Plot
+    table: gr.Dataframe
+
+
+def build(shared: Shared, budget: BudgetTab) -> MeasureTab:
     with gr.Tab("Measure", id="measure"):
         gr.Markdown(INTRO)
         with gr.Row():
-            n = gr.Slider(8, 128, value=32, step=8, label="Held-out captions")
+            n_slider = gr.Slider(8, 128, value=32, step=8, label="Held-out captions")
             metric = gr.Dropdown(list(METRIC_AXES), value="frechet", label="Measured by")
             go_btn = gr.Button("Measure the budget view's allocation", variant="primary", elem_id="measure")
         gr.Markdown("**Why a 3-bit mixed model can match a 4-bit uniform one:** most layers barely notice fewer "
@@ -74,14 +87,14 @@ def build(shared: Shared) -> None:
         history = gr.State([])  # this session's measured allocations
         references = gr.State(None)  # the uniform rows they were measured against
 
-    # Gradio finds gr.Progress by its position among named parameters: they are spelled out
-    def run(model, count, metric_name, rows, mb, cw, cbits, qbits, fp16, qacts, abits, mode, k, locks,
-            progress=gr.Progress(track_tqdm=True)):
+    # the inputs are a set: one dict of values, then gr.Progress, which Gradio finds by its position
+    def run(values, progress=gr.Progress(track_tqdm=True)):
+        model, mb, controls = budget.plan(values)
         entry = shared.entry(model)
         if not entry.embedded:
             raise mixdq.ConfigError("measuring needs images and held-out captions: pick the embedded model")
-        plan = views.solve(entry, controls_of(cw, cbits, qbits, fp16, qacts, abits, mode, k, locks), mb)
-        n = int(count)
+        plan = views.solve(entry, controls, mb)
+        n, metric_name, rows = int(values[n_slider]), values[metric], values[history]
         acts = "float acts" if plan.act_avg_bits is None else f"A{plan.act_avg_bits:.1f}"
         refs = entry.memoized(("measured-uniform", n))  # the same for everyone: measured once per start
         todo = [*(uniform_plans(entry) if refs is None else []), (f"mixed W{plan.avg_bits:.2f} {acts}", plan)]
@@ -97,8 +110,7 @@ def build(shared: Shared) -> None:
         return plot(pd.DataFrame(rows, columns=COLUMNS), refs if refs is not None else pd.DataFrame(columns=COLUMNS),
                     metric_name)
 
-    b = shared.budget
-    inputs = [shared.model, n, metric, history, b["slider"], *b["controls"]]
-    go_btn.click(friendly(run), inputs, [history, references, figure, table], concurrency_id="pipeline",
-                 concurrency_limit=1, api_visibility="private")
+    go_btn.click(friendly(run), budget.inputs(n_slider, metric, history), [history, references, figure, table],
+                 concurrency_id="pipeline", concurrency_limit=1, api_visibility="private")
     metric.input(redraw, [metric, history, references], figure, api_visibility="private")
+    return MeasureTab(n_slider, metric, go_btn, figure, table)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import gradio as gr
+from gradio.components import Component
 
 from .. import plots, views
-from .budget import controls_of
+from .budget import BudgetTab
 from .common import Shared, friendly
 
 INTRO = (
@@ -22,7 +26,22 @@ METRICS = {
 }
 
 
-def build(shared: Shared) -> None:
+@dataclass(frozen=True, eq=False)
+class SensitivityTab:
+    """What the page wires of the sensitivity view once it has opened, and the lock it sets."""
+
+    kind: gr.Radio
+    bits: gr.Dropdown
+    layer: gr.Dropdown
+    lock_bits: gr.Dropdown
+    lock: gr.Button
+    inputs: list[Component]  # of `show`: model, kind, metric, bits
+    shown: list[Component]  # what `show` draws: the heatmap, the table, the layer picked
+    bit_choices: Callable  # (model, kind) -> the bits measured and the layers
+    show: Callable
+
+
+def build(shared: Shared) -> SensitivityTab:
     with gr.Tab("Sensitivity", id="sensitivity") as tab:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -60,7 +79,8 @@ def build(shared: Shared) -> None:
         frame = views.damage_frame(entry.profile, kind, dict(METRICS[metric_choice]), int(b))
         title = f"{len(frame)} layers of {entry.key}: damage when one layer's {kind}s are quantized to {b} bits"
         top = views.most_sensitive(frame)
-        return plots.sensitivity_map(entry.grid, frame, title), top, (top["layer"].iloc[0] if len(top) else None)
+        first = top["layer"].iloc[0] if len(top) else None
+        return plots.sensitivity_map(views.layer_grid(entry), frame, title), top, first
 
     def pick(model, name):
         entry = shared.entry(model)
@@ -71,13 +91,6 @@ def build(shared: Shared) -> None:
 
     def select(evt: gr.SelectData):
         return evt.row_value[0]  # the row as shown, also after the user sorted the table
-
-    def add_lock(model, name, b, *values):
-        if not name:
-            raise gr.Error("pick a layer first (a row of the table, or the dropdown)")
-        new = views.with_lock(shared.entry(model), controls_of(*values), name, b)
-        gr.Info(f"{name} locked to {b}: the budget view now keeps it there")
-        return new, [list(x) for x in new]
 
     inputs = [shared.model, kind, metric, bits]
     shown = [heatmap, table, layer]  # the most sensitive layer is picked, so its curve shows at once
@@ -91,13 +104,22 @@ def build(shared: Shared) -> None:
     layer.change(friendly(pick), [shared.model, layer], curve, api_visibility="private")
     layer.change(friendly(lock_choices), [shared.model, layer], lock_bits, api_visibility="private")
 
-    def wire_lock():  # once the budget view exists: a lock set here re-solves there
-        b = shared.budget
-        lock.click(friendly(add_lock), [shared.model, layer, lock_bits, *b["controls"]],
-                   [shared.locks, b["locks_table"]], api_visibility="private").then(
-            friendly(b["reshape"]), [shared.model, b["slider"], *b["controls"]], [b["slider"], *b["outputs"]],
-            api_visibility="private", show_progress="hidden")
+    return SensitivityTab(kind, bits, layer, lock_bits, lock, inputs, shown, bit_choices, show)
 
-    shared.later.append(wire_lock)
-    shared.sensitivity = dict(bit_choices=bit_choices, show=show, bits=bits, layer=layer, kind=kind,
-                              shown=shown, inputs=inputs)
+
+def wire_lock(shared: Shared, tab: SensitivityTab, budget: BudgetTab) -> None:
+    """Once the budget view exists: a lock set here re-solves there."""
+
+    def add_lock(values):
+        name, b = values[tab.layer], values[tab.lock_bits]
+        if not name:
+            raise gr.Error("pick a layer first (a row of the table, or the dropdown)")
+        model, _, controls = budget.plan(values)
+        new = views.with_lock(shared.entry(model), controls, name, b)
+        gr.Info(f"{name} locked to {b}: the budget view now keeps it there")
+        return new, [list(x) for x in new]
+
+    tab.lock.click(friendly(add_lock), budget.inputs(tab.layer, tab.lock_bits), [shared.locks, budget.locks_table],
+                   api_visibility="private").then(
+        friendly(budget.reshape), budget.inputs(), [budget.slider, *budget.outputs], api_visibility="private",
+        show_progress="hidden")

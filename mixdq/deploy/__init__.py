@@ -11,10 +11,12 @@ saved and loaded without pickle, and measured rather than computed.
     pipe = load_openvino_pipeline("out/ov")                  # its UNet compiled by OpenVINO
 """
 
-from .checkpoint import load_deployed, load_deployed_pipeline, read_manifest, save_deployed
-from .convert import bos_embedding, deploy, deployed_layers
-from .kernels import choose_kernels
-from .measure import (
+from mixdq.deploy.checkpoint import load_deployed, load_deployed_pipeline, save_deployed
+from mixdq.deploy.convert import bos_embedding, deploy, deployed_layers
+from mixdq.deploy.kernels import choose_kernels
+from mixdq.deploy.layers import DeployedConv2d, DeployedLayer, DeployedLinear, int8_kernels_available, kernel_counts
+from mixdq.deploy.manifest import KERNELS, Kernel, LayerSpec, read_manifest
+from mixdq.deploy.measure import (
     DeployReport,
     kernel_table,
     latency,
@@ -24,20 +26,12 @@ from .measure import (
     resident_bytes,
     weight_bytes,
 )
-from .modules import (
-    KERNELS,
-    DeployedConv2d,
-    DeployedLayer,
-    DeployedLinear,
-    LayerSpec,
-    int8_kernels_available,
-    kernel_counts,
-)
-from .openvino import OpenVINOUNet, export_openvino, load_openvino_pipeline, read_openvino_manifest
-from .packing import pack, packed_nbytes, unpack
+from mixdq.deploy.openvino import OpenVINOUNet, export_openvino, load_openvino_pipeline, read_openvino_manifest
+from mixdq.deploy.packing import pack, packed_nbytes, unpack
 
 __all__ = [
-    "KERNELS", "DeployReport", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "LayerSpec", "OpenVINOUNet",
+    "KERNELS", "DeployReport", "DeployedConv2d", "DeployedLayer", "DeployedLinear", "Kernel", "LayerSpec",
+    "OpenVINOUNet",
     "bos_embedding", "choose_kernels", "deploy", "deployed_layers", "export_openvino", "int8_kernels_available",
     "kernel_counts", "kernel_table", "latency", "load_deployed", "load_deployed_pipeline", "load_openvino_pipeline",
     "module_bytes", "pack", "packed_nbytes", "peak_rss_during", "read_manifest", "read_openvino_manifest", "report",

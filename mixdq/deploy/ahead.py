@@ -23,9 +23,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import MixDQError
-from .modules import DeployedLayer
-from .signature import ExportedUNet, UNetCall
+from mixdq.core.errors import MixDQError
+from mixdq.deploy.compiling import load_inductor
+from mixdq.deploy.layers import DeployedLayer
+from mixdq.deploy.manifest import Kernel
+from mixdq.deploy.signature import ExportedUNet, UNetCall
 
 PACKAGE = "unet.pt2"
 MAX_BATCH = 63  # what the export can promise for the embedded UNet (the guards it derives stop there)
@@ -37,7 +39,7 @@ def dequant_for_export(layers: dict[str, DeployedLayer]) -> Iterator[list[str]]:
     to their kernel and spec; yields their names."""
     specs = {n: m.spec for n, m in layers.items() if m.int8}
     for name in specs:
-        layers[name].use_kernel("dequant")
+        layers[name].use_kernel(Kernel.DEQUANT)
     try:
         yield sorted(specs)
     finally:
@@ -49,9 +51,7 @@ def dequant_for_export(layers: dict[str, DeployedLayer]) -> Iterator[list[str]]:
 def export_package(unet: nn.Module, inputs: dict[str, torch.Tensor], path: Path) -> None:
     """Export `unet` (no layer on int8 kernels) on one call's `inputs` with a free batch size,
     and compile it into `path` (a `.pt2` file name)."""
-    from torch.fx.experimental import _config as fx_config
-
-    from .compiling import load_inductor
+    from torch.fx.experimental import _config as fx_config  # noqa: PLC0415 - torch's private config, read only while exporting
 
     load_inductor()
     # a batch of 2 to trace: a size-1 dimension would be specialised; backed_size_oblivious keeps

@@ -27,7 +27,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from .packing import pack_split, split_length, unpack_split_into
+from mixdq.deploy.packing import pack_split, split_length, unpack_split_into
 
 _DIGIT = 7  # bits of the weight index per packing pass: positive int8 values
 _DIGITS = 4  # so up to 2^28 weights per layer

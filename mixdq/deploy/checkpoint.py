@@ -10,46 +10,44 @@ trust, or pass compile=False to read the safetensors alone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import warnings
 from pathlib import Path
 
+import diffusers
 import torch
+from diffusers import UNet2DConditionModel
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-from ..allocation import Allocation
-from ..errors import ConfigError
-from ..layers import unet_of
-from ..serialization import atomic_write_text
-from .blocked import POSITIONS
-from .compiling import compile_unet, is_compiled
-from .convert import deployed_layers
-from .modules import DEPLOYED_CLASSES, LayerSpec
-
-FORMAT = "mixdq-deployed"
-VERSION = 1
-# v2: some layer has an output grid (`QuantConfig.self_attention_bits`), which a reader of v1
-# would drop without a word; models without one are still written as v1, for older readers
-VERSION_OUTPUT_GRIDS = 2
-WEIGHTS = "unet.safetensors"
-MANIFEST = "manifest.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from mixdq.core.errors import ConfigError
+from mixdq.core.serialization import atomic_write_text
+from mixdq.deploy.ahead import PACKAGE, AOTUNet, dequant_for_export, export_package
+from mixdq.deploy.blocked import POSITIONS
+from mixdq.deploy.compiling import EXAMPLE, compile_unet, is_compiled
+from mixdq.deploy.convert import deployed_layers
+from mixdq.deploy.layers import DEPLOYED_CLASSES
+from mixdq.deploy.manifest import (
+    FORMAT,
+    MANIFEST,
+    VERSION,
+    VERSION_OUTPUT_GRIDS,
+    WEIGHTS,
+    LayerSpec,
+    read_manifest,
+    sha256_file,
+)
+from mixdq.deploy.signature import add_embedding_in_features
+from mixdq.models.loading import load_pipeline
+from mixdq.quant.allocation import Allocation
+from mixdq.quant.layers import unet_of
 
 
 def save_deployed(model, folder: str | Path, base_model: str | None = None) -> Path:
     """Write the deployed UNet of `model` to `folder`. `base_model` (hub id, folder, or None for
     the embedded model) is where `load_deployed_pipeline` takes the other components from."""
-    import diffusers
-    from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,7 +74,7 @@ def save_deployed(model, folder: str | Path, base_model: str | None = None) -> P
         version=VERSION_OUTPUT_GRIDS if any(m.spec.output_bits for m in layers.values()) else VERSION,
         unet_config=json.loads(json.dumps(dict(unet.config), default=list)),
         allocation=allocation.to_dict(), layers={n: m.spec.to_dict() for n, m in layers.items()},
-        weights={"file": WEIGHTS, "sha256": _sha256(folder / WEIGHTS)}, compile=is_compiled(unet),
+        weights={"file": WEIGHTS, "sha256": sha256_file(folder / WEIGHTS)}, compile=is_compiled(unet),
         aot=_save_package(unet, layers, folder) if is_compiled(unet) else None,
         versions={"python": platform.python_version(), "torch": torch.__version__,
                   "diffusers": diffusers.__version__},
@@ -88,9 +86,6 @@ def save_deployed(model, folder: str | Path, base_model: str | None = None) -> P
 def _save_package(unet, layers, folder: Path) -> dict:
     """The compiled UNet saved ahead of time (`ahead`), as the manifest's `aot` entry: the file
     and what it takes, or why there is none."""
-    from .ahead import PACKAGE, dequant_for_export, export_package
-    from .compiling import EXAMPLE
-    from .signature import add_embedding_in_features
 
     example = getattr(unet, EXAMPLE, None)
     if example is None:
@@ -108,33 +103,9 @@ def _save_package(unet, layers, folder: Path) -> dict:
         return dict(skipped=f"export failed: {type(e).__name__}")
     os.chmod(tmp, 0o644)
     tmp.replace(folder / PACKAGE)
-    return dict(file=PACKAGE, sha256=_sha256(folder / PACKAGE), inputs=list(example), torch=torch.__version__,
+    return dict(file=PACKAGE, sha256=sha256_file(folder / PACKAGE), inputs=list(example), torch=torch.__version__,
                 shapes={k: list(v.shape[1:]) for k, v in example.items() if k != "timestep"},
                 add_embedding_in_features=add_embedding_in_features(unet), dequant_in_package=on_dequant)
-
-
-def read_json_manifest(folder: str | Path, fmt: str, version: int | tuple[int, ...], what: str,
-                       redo: str) -> dict:
-    """`folder`'s manifest.json, if it is a `fmt` v`version` one (or any of several); `what` the
-    folder should be, and `redo` how to make it again, for the errors."""
-    versions = (version,) if isinstance(version, int) else version
-    folder = Path(folder)
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise ConfigError(f"{folder} has no {MANIFEST}: it is not {what} ({redo})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is damaged ({e}); {redo}") from None
-    if manifest.get("format") != fmt or manifest.get("version") not in versions:
-        raise ConfigError(f"{path} is not a {fmt} manifest of a version this engine reads "
-                          f"({', '.join(f'v{v}' for v in versions)}); {redo}")
-    return manifest
-
-
-def read_manifest(folder: str | Path) -> dict:
-    return read_json_manifest(folder, FORMAT, (VERSION, VERSION_OUTPUT_GRIDS), "a deployed MixDQ model",
-                              "save it again with save_deployed")
 
 
 def load_deployed(folder: str | Path, compile: bool | None = None):
@@ -144,20 +115,16 @@ def load_deployed(folder: str | Path, compile: bool | None = None):
     ahead of time when there is one this torch can run: then it is an `ahead.AOTUNet` (no
     compiler, loaded in about a second, no deployed layers to inspect: `kernel_table(folder)`
     reads them from the manifest). `compile=False`: the eager deployment, from safetensors only."""
-    from diffusers import UNet2DConditionModel
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     if (manifest.get("compile", False) if compile is None else compile) and (aot := _package(folder, manifest)):
-        from .ahead import AOTUNet
 
         return AOTUNet(folder, manifest | {"aot": aot})
     weights = folder / manifest["weights"]["file"]
     if not weights.is_file():
         raise ConfigError(f"{weights} is missing; copy the whole folder, or save the model again")
-    if _sha256(weights) != manifest["weights"]["sha256"]:
+    if sha256_file(weights) != manifest["weights"]["sha256"]:
         raise ConfigError(
             f"{weights} does not match its manifest (SHA-256 differs): the file was truncated or "
             "changed after saving; save the model again or restore the original file"
@@ -195,7 +162,7 @@ def _package(folder: Path, manifest: dict) -> dict | None:
                       "compiling it again instead (save it again to keep the package)", stacklevel=3)
         return None
     path = folder / aot["file"]
-    if not path.is_file() or _sha256(path) != aot["sha256"]:  # never run it then: compile from the weights
+    if not path.is_file() or sha256_file(path) != aot["sha256"]:  # never run it then: compile from the weights
         warnings.warn(f"{path} is missing or does not match its manifest (SHA-256 differs): compiling the UNet "
                       "again from the weights instead (save the model again to restore the package)", stacklevel=3)
         return None
@@ -205,7 +172,6 @@ def _package(folder: Path, manifest: dict) -> dict | None:
 def load_deployed_pipeline(folder: str | Path, base_model: str | None = ..., compile: bool | None = None):
     """The base pipeline (from the manifest, or `base_model`) with the deployed UNet in it
     (`compile` as for `load_deployed`)."""
-    from ..models import load_pipeline
 
     manifest = read_manifest(folder)
     pipe = load_pipeline(manifest["base_model"] if base_model is ... else base_model)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import MixDQError
+from mixdq.core.errors import MixDQError
 
 COMPILED = "mixdq_compiled"  # attribute set on a UNet compiled here (recorded in the manifest)
 EXAMPLE = "mixdq_example_inputs"  # one call's inputs by name, kept for `ahead.export_package`
@@ -37,7 +37,7 @@ def load_inductor() -> None:
     decorators torch itself deprecates, and that warning is about torch, not about this model."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`torch.jit.script_method`", DeprecationWarning)
-        import torch._inductor.compile_fx  # noqa: F401
+        import torch._inductor.compile_fx  # noqa: F401, PLC0415 - inductor loads only when compiling
 
 
 def compile_unet(unet, warm_up: Callable[[], object] | None = None,

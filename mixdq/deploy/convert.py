@@ -8,13 +8,16 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from ..bos import split_bos
-from ..errors import MixDQError
-from ..layers import QuantMixin, require_layers, unet_of
-from ..quantizers import quantize, weight_qparams
-from .modules import DEPLOYED_CLASSES, DeployedLayer, LayerSpec
-from .packing import PACKED_BITS, pack
-from .signature import recording_inputs
+from mixdq.core.errors import MixDQError
+from mixdq.deploy.compiling import compile_unet, require_compiler
+from mixdq.deploy.kernels import choose_kernels, record_input_shapes
+from mixdq.deploy.layers import DEPLOYED_CLASSES, DeployedLayer
+from mixdq.deploy.manifest import LayerSpec
+from mixdq.deploy.packing import PACKED_BITS, pack
+from mixdq.deploy.signature import recording_inputs
+from mixdq.quant.affine import quantize, weight_qparams
+from mixdq.quant.bos import split_bos
+from mixdq.quant.layers import QuantMixin, require_layers, unet_of
 
 
 def bos_embedding(pipe) -> torch.Tensor:
@@ -100,8 +103,6 @@ def deploy(pipe, *, kernel: str | Mapping[str, str] = "auto", sample: Callable[[
     `compile=True` chooses kernels for a compiled UNet and compiles it (torch.compile, in place;
     needs a C++ compiler), warmed up on `sample()`: on small models, where eager overheads
     dominate, this is what makes the deployed model as fast as the float one (`compiling`)."""
-    from .compiling import compile_unet, require_compiler
-    from .kernels import choose_kernels, record_input_shapes
 
     layers = require_layers(pipe, "deploy")
     unet = unet_of(pipe)

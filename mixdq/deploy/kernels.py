@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ..layers import QuantMixin
-from .blocked import POSITIONS, SCRATCH, chunk_rows
-from .measure import latency
-from .modules import KERNELS, DeployedLayer
-from .packing import packed_nbytes
+from mixdq.deploy.blocked import POSITIONS, SCRATCH, chunk_rows
+from mixdq.deploy.layers import DeployedLayer
+from mixdq.deploy.manifest import KERNELS, Kernel
+from mixdq.deploy.measure import latency
+from mixdq.deploy.packing import packed_nbytes
+from mixdq.quant.layers import QuantMixin
 
 
 def record_input_shapes(layers: Mapping[str, QuantMixin], sample: Callable[[], object]) -> dict[str, tuple[int, ...]]:
@@ -101,7 +102,7 @@ def compiled_costs(ms: Mapping[str, float]) -> dict[str, float]:
     dequant kernel's unpacking, scaling and input rounding into loops around the float op, so it
     costs about what the float op does; the int8 kernels are opaque calls and cost what they were
     measured to (an upper bound: their input quantization gets fused too)."""
-    return {k: ms["float"] if k == "dequant" else v for k, v in ms.items()}
+    return {k: ms["float"] if k == Kernel.DEQUANT else v for k, v in ms.items()}
 
 
 def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tuple[int, ...]],
@@ -120,7 +121,7 @@ def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tup
     and says why. `compiled`: the UNet will run under torch.compile, so kernels are compared by
     `compiled_costs` (on tiny layers eager overheads, not arithmetic, decide otherwise)."""
     if isinstance(kernel, str) and kernel not in (*KERNELS, "auto"):
-        raise ValueError(f"unknown kernel {kernel!r}; expected 'auto' or one of {KERNELS}")
+        raise ValueError(f"unknown kernel {kernel!r}; expected 'auto' or one of {', '.join(KERNELS)}")
     timed: dict[str, dict[str, float]] = {}
     how = "fastest once compiled (dequant costed as the float op it is fused into)" if compiled else "fastest measured"
     for name, layer in layers.items():
@@ -140,17 +141,17 @@ def choose_kernels(layers: Mapping[str, DeployedLayer], shapes: Mapping[str, tup
                     why = str(e)
             fallback = f"{wanted} asked for, but {why}; "
         if shape is None:
-            static = "int8" if "int8" in usable and layer.weight_bits == 8 else "dequant"
+            static = Kernel.INT8 if Kernel.INT8 in usable and layer.weight_bits == 8 else Kernel.DEQUANT
             layer.use_kernel(static, reason=fallback + "not timed (no input seen in the sample call)")
             continue
         timings = time_kernels(layer, shape, usable, compiled)
         ms = {k: v for k, v in timings.items() if not isinstance(v, str)}
         cost = compiled_costs(ms) if compiled else ms
         notes = "".join(f"; {k} failed: {v}" for k, v in timings.items() if isinstance(v, str))
-        if not fallback and (why := layer.unsupported("int8")):  # e.g. on a GPU, or weight-only
+        if not fallback and (why := layer.unsupported(Kernel.INT8)):  # e.g. on a GPU, or weight-only
             notes += f"; no int8 kernel: {why}"
-        own_bits = [k for k in usable if k in ms and k != "int8-unpack"
-                    and (k != "int8" or not _int8_extra_bytes(layer))]
+        own_bits = [k for k in usable if k in ms and k != Kernel.INT8_UNPACK
+                    and (k != Kernel.INT8 or not _int8_extra_bytes(layer))]
         best = min(own_bits, key=cost.__getitem__)
         layer.use_kernel(best, reason=fallback + how + notes, timings=ms, input_shape=shape)
         timed[name] = cost
@@ -167,14 +168,14 @@ def _spend_allowance(layers: Mapping[str, DeployedLayer], timed: dict[str, dict[
     shared: dict[tuple[tuple, int], list[str]] = {}
     for name, ms in timed.items():
         layer = layers[name]
-        if "int8-unpack" in ms and ms["int8-unpack"] < ms[layer.kernel]:
+        if Kernel.INT8_UNPACK in ms and ms[Kernel.INT8_UNPACK] < ms[layer.kernel]:
             shared.setdefault(_scratch(layer), []).append(name)
-        if "int8" in ms and ms["int8"] < ms[layer.kernel] and _int8_extra_bytes(layer):
+        if Kernel.INT8 in ms and ms[Kernel.INT8] < ms[layer.kernel] and _int8_extra_bytes(layer):
             extra = _int8_extra_bytes(layer)
-            items.append(((ms[layer.kernel] - ms["int8"]) / extra, extra, "int8", [name]))
+            items.append(((ms[layer.kernel] - ms[Kernel.INT8]) / extra, extra, Kernel.INT8, [name]))
     for (_, cost), names in shared.items():
-        saved = sum(timed[n][layers[n].kernel] - timed[n]["int8-unpack"] for n in names)
-        items.append((saved / cost, cost, "int8-unpack", names))
+        saved = sum(timed[n][layers[n].kernel] - timed[n][Kernel.INT8_UNPACK] for n in names)
+        items.append((saved / cost, cost, Kernel.INT8_UNPACK, names))
     spent = 0
     for _, cost, kernel, names in sorted(items, key=lambda item: -item[0]):
         if spent + cost > allowance:
@@ -183,7 +184,7 @@ def _spend_allowance(layers: Mapping[str, DeployedLayer], timed: dict[str, dict[
         for name in names:
             layer, ms = layers[name], timed[name]
             if ms[kernel] < ms[layer.kernel]:
-                what = ("a scratch weight shared by its shape" if kernel == "int8-unpack"
+                what = ("a scratch weight shared by its shape" if kernel == Kernel.INT8_UNPACK
                         else "its weight pre-packed in int8")
                 layer.use_kernel(kernel, reason=f"{how}; {what} from the memory allowance ({cost:,} bytes)",
                                  timings=dict(layer.spec.kernel_ms), input_shape=layer.spec.input_shape)

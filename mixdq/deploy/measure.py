@@ -19,13 +19,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..allocation import Allocation
-from ..bits import format_bits
-from ..inventory import Inventory
-from ..layers import QuantMixin, unet_of
-from ..memory import memory_report
-from .blocked import SCRATCH
-from .modules import DeployedLayer, LayerSpec, kernel_counts
+from mixdq.core.bits import format_bits
+from mixdq.deploy.blocked import SCRATCH
+from mixdq.deploy.layers import DeployedLayer, kernel_counts
+from mixdq.deploy.manifest import LayerSpec, read_manifest
+from mixdq.models.inventory import Inventory
+from mixdq.quant.allocation import Allocation
+from mixdq.quant.layers import QuantMixin, unet_of
+from mixdq.quant.memory import memory_report
 
 T = TypeVar("T")
 _STATUS = Path("/proc/self/status")
@@ -163,7 +164,6 @@ def kernel_table(source) -> pd.DataFrame:
     """One row per deployed layer: bits, kernel, why, and the milliseconds behind the choice
     (chosen and float, on the recorded input shape). `source`: a deployed model, or a folder
     written by `save_deployed` (read from its manifest, without loading weights)."""
-    from .checkpoint import read_manifest
 
     if isinstance(source, str | Path):
         specs = [LayerSpec.from_dict(entry) for entry in read_manifest(source)["layers"].values()]

@@ -19,7 +19,7 @@ How each layer is written (found by compiling single layers on OpenVINO 2026.4's
   (it is the same for every prompt) and quantize only the other tokens;
 * with `QuantConfig(self_attention_bits=8)`, each self-attention's query and key leave their
   layer through a symmetric FakeQuantize, so the plugin runs Q·Kᵀ on its int8 kernels (what
-  NNCF's PTQ does to attention; `mixdq.attention`).
+  NNCF's PTQ does to attention; `mixdq.quant.attention`).
 The VAE's decoder is exported too (floating point, as MixDQ leaves it): at 512x512 it takes
 longer than the UNet on a CPU, and OpenVINO runs it 1.3x (f32) to 6x (bf16) faster than PyTorch
 (README). The text encoders, a few ms, stay in PyTorch.
@@ -41,18 +41,29 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.models.activations import GEGLU
+from diffusers.models.autoencoders.vae import DecoderOutput
 from torch import nn
 
-from ..allocation import Allocation
-from ..errors import ConfigError, MixDQError
-from ..layers import require_layers, unet_of
-from .checkpoint import _sha256, read_json_manifest
-from .convert import bos_embedding, layer_spec
-from .modules import DEPLOYED_CLASSES, DeployedLayer
-from .signature import ExportedUNet, UNetCall, add_embedding_in_features, record_unet_inputs, timestep_vector
+from mixdq.core.errors import ConfigError, MixDQError
+from mixdq.deploy.convert import bos_embedding, layer_spec
+from mixdq.deploy.layers import DEPLOYED_CLASSES, DeployedLayer
+from mixdq.deploy.manifest import read_json_manifest
+from mixdq.deploy.manifest import sha256_file as _sha256
+from mixdq.deploy.signature import (
+    ExportedUNet,
+    UNetCall,
+    add_embedding_in_features,
+    record_unet_inputs,
+    timestep_vector,
+)
+from mixdq.models.loading import load_pipeline
+from mixdq.quant.allocation import Allocation
+from mixdq.quant.layers import require_layers, unet_of
 
 FORMAT = "mixdq-openvino"
 VERSION = 1
@@ -69,7 +80,7 @@ EXACT = {"DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}
 
 def _require_openvino():
     try:
-        import openvino
+        import openvino  # noqa: PLC0415 - optional package (the openvino extra)
     except ImportError:
         raise MixDQError("OpenVINO is not installed: pip install 'mixdq-studio[openvino]'") from None
     return openvino
@@ -138,7 +149,6 @@ class _SplitGEGLU(nn.Module):
 def _traced_modules(unet: nn.Module, forms: dict[str, DeployedLayer], centred: dict[str, torch.Tensor]):
     """What replaces which module for tracing ({module path: module}), and where each traced
     weight sits ({module path of its codes: (layer name, output channels)})."""
-    from diffusers.models.activations import GEGLU
 
     modules, parts = {}, {}
     for name, form in forms.items():
@@ -182,7 +192,7 @@ def _compress_weights(ov_model, layers: dict[str, DeployedLayer], centred: dict[
     folds. `parts`: the traced weights, by module path, as (layer, output channels). Returns each
     quantized layer's element type as stored."""
     ov = _require_openvino()
-    from openvino import opset13 as ops
+    from openvino import opset13 as ops  # noqa: PLC0415 - optional package (the openvino extra)
 
     constants = [op for op in ov_model.get_ordered_ops()
                  if op.get_type_name() == "Constant" and op.get_friendly_name().endswith(_CODES)]
@@ -248,7 +258,6 @@ def export_openvino(model, folder: str | os.PathLike, base_model: str | None = N
     `base_model` (hub id, folder, or None for the embedded model) is where
     `load_openvino_pipeline` takes the other components from."""
     ov = _require_openvino()
-    import diffusers
 
     layers = require_layers(model, "export_openvino")
     is_pipeline = hasattr(model, "encode_prompt")
@@ -406,8 +415,6 @@ class OpenVINOVAE(nn.Module):
         return self.torch_vae.encode(*args, **kwargs)
 
     def decode(self, z: torch.Tensor, return_dict: bool = True, generator=None):
-        from diffusers.models.autoencoders.vae import DecoderOutput
-
         out = torch.from_numpy(self._request.infer([z.detach().float().cpu().contiguous().numpy()])[0].copy())
         return DecoderOutput(sample=out) if return_dict else (out,)
 
@@ -422,7 +429,6 @@ def load_openvino_pipeline(folder: str | os.PathLike, base_model: str | None = .
     weight-only layers have those), which the simulation does not do. `config`: more compile
     properties for OpenVINO's CPU plugin. `vae`: decode with the exported VAE decoder (when the
     folder has one) rather than PyTorch's."""
-    from ..models import load_pipeline
 
     manifest = read_openvino_manifest(folder)
     unet = OpenVINOUNet(folder, precision=precision, threads=threads, exact=exact, config=config, manifest=manifest)

@@ -13,9 +13,11 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import torch
+from diffusers.configuration_utils import FrozenDict
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 from torch import nn
 
-from ..errors import MixDQError
+from mixdq.core.errors import MixDQError
 
 ADDED = ("text_embeds", "time_ids")  # SDXL's added_cond_kwargs
 
@@ -77,7 +79,6 @@ class ExportedUNet(nn.Module, ABC):
 
     def __init__(self, unet_config: dict, inputs: list[str], add_embedding_in_features: int | None):
         super().__init__()
-        from diffusers.configuration_utils import FrozenDict
 
         self.config = FrozenDict(unet_config)
         self.inputs = list(inputs)
@@ -93,7 +94,6 @@ class ExportedUNet(nn.Module, ABC):
 
     def forward(self, sample, timestep, encoder_hidden_states, timestep_cond=None, added_cond_kwargs=None,
                 return_dict: bool = True, **_ignored):
-        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
         given = dict(sample=sample, timestep=timestep_vector(timestep), encoder_hidden_states=encoder_hidden_states,
                      timestep_cond=timestep_cond, **(added_cond_kwargs or {}))

@@ -1,0 +1,196 @@
+"""The studio in a real browser: Debian's chromium, driven by playwright (never `playwright install`).
+Screenshots go to out/screenshots/ (what a person would see, for a look after a run); the
+README's (docs/images/studio.png) is made here too, written when missing or with
+MIXDQ_UPDATE_SCREENSHOT=1."""
+
+import os
+import re
+import shutil
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+import mixdq
+from app.studio import THEME, build_demo
+
+from support import ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = ROOT / "out" / "screenshots"
+README_SHOT = ROOT / "docs" / "images" / "studio.png"
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def page():
+    if not shutil.which("chromium"):
+        pytest.fail("Debian's chromium is missing: `./run.sh test` installs it (apt-get install chromium)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    demo = build_demo()
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, theme=THEME)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(demo.local_url)
+        yield page
+        browser.close()
+    demo.close()
+
+
+def _shown_mb(page) -> float:
+    text = page.locator("#plan-summary").inner_text()
+    return float(re.search(r"([\d,.]+) MB of UNet weights", text)[1].replace(",", ""))
+
+
+def test_heatmap_renders_on_the_embedded_model(page):
+    expect(page.get_by_text("132 layers of embedded")).to_be_visible(timeout=60_000)
+    expect(page.locator("#sensitivity-map .js-plotly-plot")).to_be_visible()
+    page.screenshot(path=SHOTS / "1-sensitivity-embedded.png", full_page=True)
+
+
+def test_dragging_the_budget_changes_the_allocation(page):
+    page.get_by_role("tab", name="Budget").click()
+    expect(page.locator("#plan-summary")).to_contain_text("MB of UNet weights", timeout=30_000)
+    expect(page.locator("#bits-map .js-plotly-plot")).to_be_visible()
+    before = _shown_mb(page)
+    bits_map = page.locator("#bits-map").inner_html()
+    slider = page.locator("#budget-slider input[type=range]")
+    low, high = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
+    slider.fill(str(low + 0.8 * (high - low)))  # a drag ends where the mouse is let go: same events
+    page.wait_for_function(f"() => {{ const m = document.querySelector('#plan-summary').innerText"
+                           f".match(/([\\d.]+) MB of UNet/); return m && parseFloat(m[1]) !== {before}; }}",
+                           timeout=10_000)
+    assert _shown_mb(page) > before
+    assert page.locator("#bits-map").inner_html() != bits_map  # the allocation plot followed
+    page.screenshot(path=SHOTS / "2-budget.png", full_page=True)
+    # the README's: the page's top down to the bits map (the viewport is 800 px high)
+    page.screenshot(path=SHOTS / "readme-studio.png", full_page=True, clip=dict(x=0, y=0, width=1280, height=1120))
+    if os.environ.get("MIXDQ_UPDATE_SCREENSHOT") == "1" or not README_SHOT.exists():
+        README_SHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SHOTS / "readme-studio.png", README_SHOT)
+
+
+def test_compare_opens_on_a_pair_and_the_header_says_where_images_run(page):
+    expect(page.locator("#hardware")).to_contain_text("Images on cpu", timeout=60_000)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#fp-image img")).to_be_visible(timeout=60_000)  # before any button is pressed
+    expect(page.locator("#q-image img")).to_be_visible()
+    expect(page.locator("#compare-metrics")).to_contain_text("PSNR")
+    expect(page.locator("#hardware")).to_contain_text("loaded: embedded")
+
+
+def test_generate_shows_two_images(page):
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#generate").click()
+    expect(page.locator("#compare-metrics")).to_contain_text("PSNR", timeout=60_000)
+    expect(page.locator("#fp-image img")).to_be_visible()
+    expect(page.locator("#q-image img")).to_be_visible()
+    page.screenshot(path=SHOTS / "3-compare.png", full_page=True)
+    page.get_by_role("button", name="Grid: 8 held-out captions").click()
+    expect(page.locator("#compare-metrics")).to_contain_text("8 held-out captions", timeout=60_000)
+    expect(page.locator("#grid-image img")).to_be_visible()
+
+
+def test_unknown_words_are_a_message_and_the_next_request_works(page):
+    page.locator("#prompt textarea").fill("a purple zebra")
+    page.locator("#generate").click()
+    expect(page.get_by_text("never saw 'zebra'").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=SHOTS / "4-unknown-word.png", full_page=True)
+    page.locator("#prompt textarea").fill("a small blue square at the top, yellow background")
+    page.locator("#generate").click()
+    expect(page.locator("#compare-metrics")).to_contain_text("PSNR", timeout=60_000)
+
+
+def test_switching_to_sdxl_turbo_shows_its_794_layers(page):
+    page.get_by_role("tab", name="Sensitivity").click()
+    page.locator("#model-picker input").click()
+    page.get_by_role("option", name="sdxl-turbo", exact=True).click()
+    expect(page.get_by_text("794 layers of sdxl-turbo")).to_be_visible(timeout=60_000)
+    page.screenshot(path=SHOTS / "5-sensitivity-sdxl-turbo.png", full_page=True)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#weights-note")).to_contain_text("python app.py --model sdxl-turbo", timeout=30_000)
+    page.get_by_role("tab", name="Budget").click()
+    expect(page.locator("#plan-summary")).to_contain_text("0.", timeout=30_000)
+    page.screenshot(path=SHOTS / "6-budget-sdxl-turbo.png", full_page=True)
+
+
+def test_a_link_opens_the_page_in_its_state(page):
+    from urllib.parse import urlencode
+
+    base = page.url.split("?")[0]
+    query = urlencode(dict(model="sdxl-turbo", budget="1500", cw="0.8", prompt="a small blue square at the top, "
+                           "yellow background", seed="7"))
+    page.goto(f"{base}?{query}")
+    expect(page.get_by_text("794 layers of sdxl-turbo")).to_be_visible(timeout=60_000)
+    page.get_by_role("tab", name="Budget").click()
+    expect(page.locator("#plan-summary")).to_contain_text("1,500 MB of UNet weights", timeout=30_000)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#prompt textarea")).to_have_value("a small blue square at the top, yellow background")
+    page.get_by_role("button", name="Link to this view").click()
+    expect(page.locator("#state-link textarea")).to_have_value(re.compile(r"model=sdxl-turbo&budget=1500&cw=0.8"))
+    page.screenshot(path=SHOTS / "7-link.png", full_page=True)
+
+
+def _probes(text: str) -> int:
+    return int(re.search(r"(\d+) probes", text)[1])
+
+
+def test_a_sweep_from_the_page_shows_progress_cancels_and_resumes(page):
+    page.goto(page.url.split("?")[0])
+    expect(page.get_by_text("132 layers of embedded")).to_be_visible(timeout=60_000)
+    page.get_by_role("tab", name="Analyse").click()
+    regex = r"^down_blocks\.1\."
+    layers = sum(bool(re.search(regex, n)) for n in mixdq.load_inventory(None).names)
+    page.locator("#sweep-layers textarea").fill(regex)  # x 4 bit-widths (2, 4, 8 weights; 8 activations)
+    page.locator("#sweep-start").click()
+    expect(page.locator("#sweep-status")).to_contain_text(re.compile(r"\d+/\d+ probe"), timeout=60_000)  # tqdm's bar
+    page.screenshot(path=SHOTS / "8-sweep-running.png", full_page=True)
+    page.locator("#sweep-cancel").click()
+    expect(page.locator("#sweep-status")).to_contain_text("cancelled", timeout=60_000)
+    kept = _probes(page.locator("#sweep-status").inner_text())
+    assert kept > 0
+    page.locator("#sweep-start").click()
+    expect(page.locator("#sweep-status")).to_contain_text("resumed from the journal", timeout=120_000)
+    status = page.locator("#sweep-status").inner_text()
+    total, resumed = _probes(status), int(re.search(r"\((\d+) resumed", status)[1])
+    assert resumed >= kept and total == layers * 4
+    assert "embedded · sweep-" in status and f"Only {layers} of 132 layers" in status  # kept, not switched to
+    expect(page.locator("#model-picker input")).to_have_value("embedded")
+    page.screenshot(path=SHOTS / "9-sweep-done.png", full_page=True)
+
+
+def test_every_view_renders(page):
+    shows = {"Measure": "#measure", "Export": "#export-deployed", "Analyse": "#agreement .js-plotly-plot",
+             "Layers": "#layers-table"}
+    for tab, selector in shows.items():
+        page.get_by_role("tab", name=tab).click()
+        expect(page.locator(selector).first).to_be_visible(timeout=30_000)
+        page.screenshot(path=SHOTS / f"view-{tab.lower()}.png", full_page=True)
+    page.get_by_role("tab", name="Export").click()
+    page.locator("#export-files").click()
+    expect(page.locator("#export-status")).to_contain_text("allocation.json", timeout=30_000)
+    page.locator("#export-deployed").click()
+    expect(page.locator("#export-status")).to_contain_text("MB of weights on disk", timeout=60_000)
+    page.screenshot(path=SHOTS / "view-export-deployed.png", full_page=True)
+    page.locator("#export-openvino").click()
+    expect(page.locator("#export-status")).to_contain_text("OpenVINO IR of the UNet", timeout=60_000)
+    expect(page.locator("#export-status")).to_contain_text("Weights stored as")
+    expect(page.locator("#export-status")).not_to_contain_text("self-attention")
+    page.screenshot(path=SHOTS / "view-export-openvino.png", full_page=True)
+    page.locator("#export-self-attention input").check()
+    page.locator("#export-openvino").click()
+    expect(page.locator("#export-status")).to_contain_text("self-attention's query and key on 8 bits", timeout=60_000)
+
+
+def test_measuring_the_allocation_plots_it_beside_the_uniform_ones(page):
+    page.goto(page.url.split("?")[0])
+    expect(page.get_by_text("132 layers of embedded")).to_be_visible(timeout=60_000)
+    page.get_by_role("tab", name="Measure").click()
+    page.locator("#measure").click()
+    expect(page.locator("#measure-table")).to_contain_text("uniform W8A8", timeout=120_000)
+    expect(page.locator("#measure-table")).to_contain_text("mixed W", timeout=60_000)
+    expect(page.locator("#measure-plot .js-plotly-plot")).to_be_visible()
+    page.screenshot(path=SHOTS / "10-measure.png", full_page=True)
