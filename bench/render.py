@@ -78,11 +78,11 @@ BLOCKS = {
         "deploy-embedded-sd-turbo", DEPLOY, (HEADLINE,),
         notes=("Deployed full-size SD-Turbo UNet, W4A8: {models.sd-turbo.w4a8.unet_bytes_x_fp32:x3} the FP32 bytes, "
                "{models.sd-turbo.w4a8.latency_x_fp32:x} its latency (target <= 0.6x at <= 0.15x bytes).",)),
-    "headline-openvino": Block(
-        "openvino_runtime-embedded-sd-turbo", OPENVINO, (HEADLINE,),
-        notes=("SD-Turbo on OpenVINO, f32 hint: MixDQ mixed ~4-bit A8 with self-attention 8 at "
-               "{models.sd-turbo.table.mixdq-mixed-qk.bytes_x_fp32:x3} the FP32 bytes, "
-               "{models.sd-turbo.table.mixdq-mixed-qk.x_nncf_f32:x} the latency of NNCF's INT8 PTQ (target <= 1.2x).",)),
+    "headline-studio": Block(
+        "studio", "python bench/studio.py", (HEADLINE,),
+        notes=("The studio on the embedded model, CPU: an FP + quantized image pair in {image_pair.median_ms:ms} "
+               "(median, FP cached); in chromium on SDXL-Turbo's 794-layer profile, a budget-slider move redraws the "
+               "allocation in {slider_browser.median_ms:ms} median, {slider_browser.p95_ms:ms} p95.",)),
     "studio_fullsize": Block(
         "studio_fullsize-sd-turbo-cpu", "python bench/studio_fullsize.py", ("docs/studio.md", "docs/spaces.md"),
         rows="steps", columns=(("step", "step", ""), ("seconds", "seconds", ".1f"), ("peak RSS", "peak_rss", "GB"),

@@ -13,7 +13,9 @@
     plan = mixdq.Planner(profile).plan(avg_bits=5)              # live; exact=True for PuLP/CBC
     plan.allocation, plan.weight_mb, plan.damage
 
-Deployment (packed weights, int8 kernels, save/load) is `mixdq.deploy`.
+Deployment (packed weights, int8 kernels, save/load) is `mixdq.deploy`. The packages, each
+importing only from those before it (docs/architecture.md): `core`, `embedded`, `models`,
+`quant`, `sensitivity`, `planning` | `deploy`, and `cli` on top.
 """
 
 from mixdq import deploy

@@ -59,3 +59,9 @@ def test_benches_use_the_installed_package(bench):
     text = bench.read_text()
     assert "sys.path" not in text
     assert not re.search(r"^\s*(from|import) (conftest|tiny_models)\b", text, re.M)
+
+
+def test_docs_show_the_newest_committed_bench_results():
+    """Figures in README.md and docs/ are rendered from bench/results/*.json, never typed in."""
+    res = subprocess.run([sys.executable, "bench/render.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr + "\nrun: .venv/bin/python bench/render.py"

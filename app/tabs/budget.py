@@ -105,6 +105,23 @@ def figures(entry, controls: views.Controls, plan: mixdq.Plan, exact: mixdq.Plan
     )
 
 
+def middle(lo: float, hi: float) -> float:
+    """Where the budget opens on a model: half way between its cheapest and dearest allocation."""
+    return lo + 0.5 * (hi - lo)
+
+
+def opening(entry: ModelEntry) -> dict:
+    """The slider's range and value for `entry` as the page first draws it. The page's first events
+    (the Compare tab's first pair) send the slider's value; a placeholder range would send a value
+    outside the model's, which the server refuses with an error toast ("Value 1.5 is less than
+    minimum value 645") when it has already taken the model's range from `reset`."""
+    try:
+        lo, hi = views.budget_range(entry, views.Controls())
+    except mixdq.MixDQError:  # a profile of some layers only: reset() says why
+        return dict(minimum=1, maximum=2, value=1.5)
+    return {k: v for k, v in slider_update(lo, hi, middle(lo, hi)).items() if k != "__type__"}
+
+
 def slider_update(lo: float, hi: float, value: float) -> dict:
     """The budget slider over [lo, hi] in round steps (1 MB for SDXL-Turbo, 0.01 MB for the
     embedded model), `value` kept inside."""
@@ -122,15 +139,19 @@ def build(shared: Shared) -> BudgetTab:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=3):
-                budget = gr.Slider(1, 2, value=1.5, label="Memory budget: UNet weights, MB (packed)",
+                first = shared.entry(shared.model.value)
+                budget = gr.Slider(**opening(first), label="Memory budget: UNet weights, MB (packed)",
                                    elem_id="budget-slider")
                 summary = gr.Markdown(elem_id="plan-summary")
                 bits_plot = gr.Plot(elem_id="bits-map", show_label=False)
                 pareto = gr.Plot(elem_id="pareto", show_label=False)
             with gr.Column(scale=1, min_width=280):
                 cw = gr.Slider(0, 1, value=0.5, step=0.05, label="Content vs quality (1: only image content counts)")
-                content_bits = gr.CheckboxGroup([], label="Weight bits content layers may use (attn2, ff)")
-                quality_bits = gr.CheckboxGroup([], label="Weight bits quality layers may use (the rest)")
+                measured = [str(b) for b in first.profile.bits("weight")]
+                content_bits = gr.CheckboxGroup(measured, value=measured,
+                                                label="Weight bits content layers may use (attn2, ff)")
+                quality_bits = gr.CheckboxGroup(measured, value=measured,
+                                                label="Weight bits quality layers may use (the rest)")
                 allow_fp = gr.Checkbox(False, label="FP16 is a choice for every layer")
                 quantize_acts = gr.Checkbox(False, label="Quantize activations too")
                 act_bits = gr.Slider(4, 8, value=8, step=0.25, label="Average activation bits", visible=False)
@@ -183,7 +204,7 @@ def build(shared: Shared) -> BudgetTab:
         c = replace(controls.read(values), content_bits=(), quality_bits=(), locks=())
         try:
             lo, hi = views.budget_range(entry, c)
-            wanted = url[1] if url and url[0] == model and url[1] is not None else lo + 0.5 * (hi - lo)
+            wanted = url[1] if url and url[0] == model and url[1] is not None else middle(lo, hi)
             slider = slider_update(lo, hi, wanted)
             shown = update(entry, c, slider["value"])
         except mixdq.MixDQError as e:  # e.g. a profile of some layers only: the other views still work

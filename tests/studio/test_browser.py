@@ -11,7 +11,9 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 import mixdq
+from app.registry import default_models
 from app.studio import THEME, build_demo
+from app.tabs import budget
 
 from support import ROOT
 
@@ -194,3 +196,28 @@ def test_measuring_the_allocation_plots_it_beside_the_uniform_ones(page):
     expect(page.locator("#measure-table")).to_contain_text("mixed W", timeout=60_000)
     expect(page.locator("#measure-plot .js-plotly-plot")).to_be_visible()
     page.screenshot(path=SHOTS / "10-measure.png", full_page=True)
+
+
+def test_each_model_opens_at_its_default_budget_with_no_error_toast(page):
+    """Opened on a full-size model (as a Space serving one opens), the page's first events used to
+    carry the placeholder budget into the model's range: an error toast on some loads, and the
+    slider at its minimum. Every load of every model now opens clean, at the model's default."""
+    models = default_models()
+    browser = page.context.browser  # the module's chromium: one sync playwright at a time
+    for model in ("sdxl-turbo", "embedded"):
+        demo = build_demo(models, default=model)
+        demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, theme=THEME)
+        expected = budget.opening(models[model])["value"]
+        try:
+            for _ in range(4):
+                fresh = browser.new_page(viewport={"width": 1280, "height": 800})
+                fresh.goto(demo.local_url)
+                fresh.get_by_role("tab", name="Budget").click()
+                expect(fresh.locator("#plan-summary")).to_contain_text("MB of UNet weights", timeout=60_000)
+                fresh.wait_for_timeout(2_000)  # every event the page sends on opening has answered
+                assert fresh.locator(".toast-body.error").count() == 0, fresh.locator(".toast-body").all_inner_texts()
+                value = float(fresh.locator("#budget-slider input[type=range]").input_value())
+                assert value == pytest.approx(expected), (model, value, expected)
+                fresh.close()
+        finally:
+            demo.close()
