@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import gradio as gr
 from gradio.components import Component
 
-from .. import plots, views
+from .. import images, isolated, plots, views
 from .budget import BudgetTab
 from .common import Shared, friendly
 
@@ -18,6 +18,13 @@ INTRO = (
     "(cross-attention `attn2` and feed-forward `ff`, red) by how much the **image** changes "
     "(1 - SSIM), quality layers (everything else, blue) by the noise it adds to the UNet's output "
     "(10^(-SQNR/10)). Hover for the scores; pick a row of the table to see one layer's curve and lock it."
+)
+SEE_INTRO = (
+    "**See it.** The picked layer (or a block, a role in every block, a whole group) quantized alone at the "
+    "heatmap's bit-width, everything else floating point (BOS-aware): its image beside FP's, and their difference "
+    "amplified. MixDQ's paper says content layers change *what* is drawn and quality layers *how cleanly*; here you "
+    "can look for yourself, with the scores on this prompt beside what the sweep measured. (On our data SSIM and "
+    "SQNR rank content layers almost alike: the Analyse tab measures how much.)"
 )
 METRICS = {
     "MixDQ: content by SSIM, quality by SQNR": (("content", "ssim"), ("quality", "sqnr")),
@@ -35,6 +42,8 @@ class SensitivityTab:
     layer: gr.Dropdown
     lock_bits: gr.Dropdown
     lock: gr.Button
+    see: gr.Button  # the picked layers' images, as `seen` shows them
+    seen: list[Component]
     inputs: list[Component]  # of `show`: model, kind, metric, bits
     shown: list[Component]  # what `show` draws: the heatmap, the table, the layer picked
     bit_choices: Callable  # (model, kind) -> the bits measured and the layers
@@ -59,6 +68,20 @@ def build(shared: Shared) -> SensitivityTab:
                 with gr.Row():
                     lock_bits = gr.Dropdown(["fp"], value="fp", label="Lock it to")
                     lock = gr.Button("Lock in the budget view", size="sm")
+        gr.Markdown(SEE_INTRO)
+        with gr.Row():
+            by = gr.Radio(list(isolated.BY), value="layer", label="Quantize alone", scale=2)
+            target = gr.Dropdown([], label="Which", allow_custom_value=True, scale=3, elem_id="see-target")
+            prompt = gr.Textbox(images.compose("large", "red", "circle", "on the left", "white"), label="Prompt",
+                                scale=4)
+            seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=images.MAX_SEED, scale=1)
+            see = gr.Button("Show images", variant="primary", scale=1, elem_id="see-images")
+        with gr.Row():
+            fp_image = gr.Image(label="FP", interactive=False, elem_id="see-fp", format="png")
+            q_image = gr.Image(label="Quantized alone", interactive=False, elem_id="see-quantized", format="png")
+            diff_image = gr.Image(label=f"Difference x{isolated.GAIN}", interactive=False, elem_id="see-difference",
+                                  format="png")
+        seen_text = gr.Markdown(elem_id="see-scores")
 
     def bit_choices(model, kind):
         measured = [str(b) for b in shared.entry(model).profile.bits(kind)]
@@ -89,6 +112,34 @@ def build(shared: Shared) -> SensitivityTab:
         entry.profile.check_names([name])
         return plots.damage_curve(views.damage_curves(entry.profile[name]), name)
 
+    def targets(model, how, name=None):
+        offered = isolated.choices(shared.entry(model), how)
+        return gr.update(choices=offered, value=name if name in offered else offered[0])
+
+    def show_seen(model, kind, b, how, name, text, s):
+        if not b or not name:
+            return gr.skip(), gr.skip(), gr.skip(), "pick a layer first (a row of the table, or the dropdown)"
+        entry = shared.entry(model)
+        refused = entry.images_refused()
+        if refused:
+            return None, None, None, refused
+        selection = isolated.Selection(how, name)
+        seen = isolated.see(entry, selection, kind, int(b), text, s)
+        return seen.fp, seen.quantized, seen.difference, isolated.caption(entry, selection, kind, int(b), seen)
+
+    def picked(model, kind, b, name, text, s):
+        """A layer picked in the table or the dropdown: shown at once where images take a moment
+        (the embedded model); elsewhere the button says when."""
+        if not name:
+            return (gr.skip(),) * 6
+        entry = shared.entry(model)
+        pick_target = (gr.update(value="layer"), targets(model, "layer", name))
+        if not entry.embedded:
+            return (*pick_target, gr.skip(), gr.skip(), gr.skip(),
+                    f"Press **Show images** to see {name} alone: images of a full-size model take seconds on a "
+                    "GPU and a minute or more on a CPU.")
+        return (*pick_target, *show_seen(model, kind, b, "layer", name, text, s))
+
     def select(evt: gr.SelectData):
         return evt.row_value[0]  # the row as shown, also after the user sorted the table
 
@@ -103,8 +154,15 @@ def build(shared: Shared) -> SensitivityTab:
     table.select(select, None, layer, api_visibility="private")
     layer.change(friendly(pick), [shared.model, layer], curve, api_visibility="private")
     layer.change(friendly(lock_choices), [shared.model, layer], lock_bits, api_visibility="private")
+    seen = [fp_image, q_image, diff_image, seen_text]
+    see_inputs = [shared.model, kind, bits, by, target, prompt, seed]
+    by.input(friendly(targets), [shared.model, by], target, api_visibility="private")
+    see.click(friendly(show_seen), see_inputs, seen, concurrency_id="pipeline", concurrency_limit=1,
+              api_visibility="private")
+    layer.change(friendly(picked), [shared.model, kind, bits, layer, prompt, seed], [by, target, *seen],
+                 concurrency_id="pipeline", concurrency_limit=1, api_visibility="private")
 
-    return SensitivityTab(kind, bits, layer, lock_bits, lock, inputs, shown, bit_choices, show)
+    return SensitivityTab(kind, bits, layer, lock_bits, lock, see, seen, inputs, shown, bit_choices, show)
 
 
 def wire_lock(shared: Shared, tab: SensitivityTab, budget: BudgetTab) -> None:

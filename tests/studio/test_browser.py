@@ -53,6 +53,23 @@ def test_heatmap_renders_on_the_embedded_model(page):
     page.screenshot(path=SHOTS / "1-sensitivity-embedded.png", full_page=True)
 
 
+def test_picking_a_layer_shows_it_alone_as_images_with_its_scores(page):
+    page.get_by_role("tab", name="Sensitivity").click()
+    expect(page.locator("#sensitive-table")).to_be_visible(timeout=30_000)
+    cell = page.locator('#sensitive-table [data-testid="cell-2-0"]')  # the third row's layer
+    name = cell.inner_text().strip()
+    cell.click()
+    expect(page.locator("#see-scores")).to_contain_text(name, timeout=30_000)
+    expect(page.locator("#see-scores")).to_contain_text("profiled")
+    for image in ("#see-fp", "#see-quantized", "#see-difference"):
+        expect(page.locator(f"{image} img")).to_be_visible()
+    page.screenshot(path=SHOTS / "1b-see-one-layer.png", full_page=True)
+    page.locator("#see-images").scroll_into_view_if_needed()
+    page.get_by_label("group").check()  # a whole group quantized at once
+    page.locator("#see-images").click()
+    expect(page.locator("#see-scores")).to_contain_text("never profiled as a whole", timeout=30_000)
+
+
 def test_dragging_the_budget_changes_the_allocation(page):
     page.get_by_role("tab", name="Budget").click()
     expect(page.locator("#plan-summary")).to_contain_text("MB of UNet weights", timeout=30_000)
