@@ -92,6 +92,8 @@ def sensitivity_map(grid: Grid, damage: pd.DataFrame, title: str) -> go.Figure:
         z = grid.matrix(dict(zip(rows["layer"], np.log10(rows["damage"].clip(lower=10.0**lo)))))
         fig.add_trace(go.Heatmap(
             z=z, text=_hover(grid, dict(zip(rows["layer"], rows["hover"]))), hovertemplate="%{text}<extra></extra>",
+            customdata=_hover(grid, dict(zip(rows["layer"], rows["layer"]))),  # a click names its layer (CLICK_JS)
+            hoverongaps=False,  # else the other group's trace, on top, takes the hover (and click) of every cell
             colorscale=scale, zmin=lo, zmax=hi, xgap=1, ygap=1, name=group,
             colorbar=dict(title=dict(text=f"{group}<br>damage", side="top"), tickvals=ticks,
                           ticktext=[f"1e{t}" for t in ticks], x=1.0 + 0.07 * i, len=0.9, thickness=12),

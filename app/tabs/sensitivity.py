@@ -17,7 +17,8 @@ INTRO = (
     "floating point. Colour is the damage it does (log scale; darker = worse): content layers "
     "(cross-attention `attn2` and feed-forward `ff`, red) by how much the **image** changes "
     "(1 - SSIM), quality layers (everything else, blue) by the noise it adds to the UNet's output "
-    "(10^(-SQNR/10)). Hover for the scores; pick a row of the table to see one layer's curve and lock it."
+    "(10^(-SQNR/10)). Hover for the scores; click a cell or pick a row of the table to see one layer's curve, "
+    "lock it, and see it as images below."
 )
 SEE_INTRO = (
     "**See it.** The picked layer (or a block, a role in every block, a whole group) quantized alone at the "
@@ -26,6 +27,27 @@ SEE_INTRO = (
     "can look for yourself, with the scores on this prompt beside what the sweep measured. (On our data SSIM and "
     "SQNR rank content layers almost alike: the Analyse tab measures how much.)"
 )
+# A click on a heatmap cell picks its layer: plotly's click event, in the browser, writes the cell's
+# layer (its customdata) into a hidden textbox whose input event the server answers like the dropdown.
+CLICK_JS = """
+() => {
+  if (window.mixdqClickBound) return;
+  window.mixdqClickBound = true;
+  const bind = () => document.querySelectorAll('#sensitivity-map .js-plotly-plot').forEach((plot) => {
+    if (plot.dataset.mixdqClick || !plot.on) return;
+    plot.dataset.mixdqClick = '1';
+    plot.on('plotly_click', (event) => {
+      const name = event.points && event.points[0] && event.points[0].customdata;
+      const box = document.querySelector('#clicked-layer textarea');
+      if (!name || !box) return;
+      box.value = name;
+      box.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+  });
+  new MutationObserver(bind).observe(document.body, { childList: true, subtree: true });
+  bind();
+}
+"""
 METRICS = {
     "MixDQ: content by SSIM, quality by SQNR": (("content", "ssim"), ("quality", "sqnr")),
     "SSIM of the images for every layer": (("content", "ssim"), ("quality", "ssim")),
@@ -58,6 +80,7 @@ def build(shared: Shared) -> SensitivityTab:
             metric = gr.Dropdown(list(METRICS), value=next(iter(METRICS)), label="Damage measured by")
             bits = gr.Dropdown([], label="Bit-width", elem_id="sensitivity-bits")
         heatmap = gr.Plot(elem_id="sensitivity-map", show_label=False)
+        clicked = gr.Textbox(visible="hidden", elem_id="clicked-layer")  # written by CLICK_JS
         with gr.Row():
             with gr.Column(scale=3):
                 table = gr.Dataframe(label="Most sensitive layers at this bit-width (select a row)",
@@ -152,6 +175,8 @@ def build(shared: Shared) -> SensitivityTab:
         control.input(friendly(show), inputs, shown, api_visibility="private")
     tab.select(friendly(show), inputs, shown, api_visibility="private")  # redrawn at the visible width
     table.select(select, None, layer, api_visibility="private")
+    clicked.change(lambda name: name or gr.skip(), clicked, layer, api_visibility="private", show_progress="hidden")
+    heatmap.change(None, None, None, js=CLICK_JS)  # once, when the page first draws a heatmap
     layer.change(friendly(pick), [shared.model, layer], curve, api_visibility="private")
     layer.change(friendly(lock_choices), [shared.model, layer], lock_bits, api_visibility="private")
     seen = [fp_image, q_image, diff_image, seen_text]

@@ -70,6 +70,24 @@ def test_picking_a_layer_shows_it_alone_as_images_with_its_scores(page):
     expect(page.locator("#see-scores")).to_contain_text("never profiled as a whole", timeout=30_000)
 
 
+def test_clicking_a_heatmap_cell_picks_its_layer_and_shows_it_alone(page):
+    """A content cell: its group's trace lies under the quality one, whose gaps must not take the click."""
+    page.get_by_role("tab", name="Sensitivity").click()
+    expect(page.locator("#sensitivity-map .js-plotly-plot")).to_be_visible(timeout=30_000)
+    cell = page.evaluate("""() => {
+      const plot = document.querySelector('#sensitivity-map .js-plotly-plot');
+      const content = plot.data.find((trace) => trace.name === 'content');
+      const box = plot.querySelector('.nsewdrag').getBoundingClientRect();
+      for (let r = 0; r < content.customdata.length; r++)
+        for (let c = 0; c < content.customdata[r].length; c++)
+          if (content.customdata[r][c]) return {name: content.customdata[r][c],
+            x: box.left + plot._fullLayout.xaxis.l2p(c), y: box.top + plot._fullLayout.yaxis.l2p(r)};
+    }""")
+    page.mouse.click(cell["x"], cell["y"])
+    expect(page.locator("#see-scores")).to_contain_text(cell["name"], timeout=30_000)
+    expect(page.locator("#see-quantized img")).to_be_visible()
+
+
 def test_dragging_the_budget_changes_the_allocation(page):
     page.get_by_role("tab", name="Budget").click()
     expect(page.locator("#plan-summary")).to_contain_text("MB of UNet weights", timeout=30_000)
