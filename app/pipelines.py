@@ -7,6 +7,7 @@ asked for; and its FP images, cached. Every profile of one model shares one `Mod
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -52,6 +53,7 @@ class ModelPipeline:
 
     spec: str | None
     fp_images: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    seconds_per_image: float | None = None  # as the last images took here (calibration included)
 
     @property
     def key(self) -> str:
@@ -104,7 +106,9 @@ class ModelPipeline:
         todo = [i for i in range(len(jobs)) if i not in cached]
         made = {}
         if todo:
+            started = time.perf_counter()
             result = gpu.render(loaded.key, [jobs[i].plain() for i in todo], gpu.RANGES.get(loaded.key))
+            self.seconds_per_image = (time.perf_counter() - started) / sum(len(jobs[i].prompts) for i in todo)
             gpu.keep_ranges(loaded.key, result["ranges"])
             made = dict(zip(todo, result["images"]))
         with _FP_LOCK:
@@ -114,6 +118,18 @@ class ModelPipeline:
                     while len(self.fp_images) > FP_IMAGES_KEPT:
                         self.fp_images.popitem(last=False)
         return [cached[i] if i in cached else made[i] for i in range(len(jobs))]
+
+    def on_gpu(self) -> bool:
+        """Whether this model's images are made on a GPU (seconds) rather than the CPU."""
+        return self.key in gpu.PIPELINES and gpu.PIPELINES[self.key].placement.device.startswith("cuda")
+
+    def expected_seconds(self, images: int) -> str:
+        """How long `images` images should take here, in words, from the last ones made."""
+        if self.seconds_per_image is None:
+            return ("the first images of a full-size model on a CPU take a minute or more (activation ranges "
+                    "are calibrated first)")
+        each = self.seconds_per_image
+        return f"about {images * each:.0f} s here ({each:.1f} s per image last time)"
 
     def export(self, name: str, kind: str, allocation: mixdq.Allocation, self_attention_bits: int | None) -> dict:
         """The allocation made runnable ("deployed" or "openvino"), zipped: one GPU call; refused,

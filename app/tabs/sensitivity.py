@@ -151,16 +151,18 @@ def build(shared: Shared) -> SensitivityTab:
         return seen.fp, seen.quantized, seen.difference, isolated.caption(entry, selection, kind, int(b), seen)
 
     def picked(model, kind, b, name, text, s):
-        """A layer picked in the table or the dropdown: shown at once where images take a moment
-        (the embedded model); elsewhere the button says when."""
+        """A layer picked (a heatmap cell, a table row, the dropdown): shown at once where images take
+        a moment (the embedded model, any model on a GPU); a full-size model on a CPU waits for the
+        button, which says how long it will take."""
         if not name:
             return (gr.skip(),) * 6
         entry = shared.entry(model)
         pick_target = (gr.update(value="layer"), targets(model, "layer", name))
-        if not entry.embedded:
-            return (*pick_target, gr.skip(), gr.skip(), gr.skip(),
-                    f"Press **Show images** to see {name} alone: images of a full-size model take seconds on a "
-                    "GPU and a minute or more on a CPU.")
+        if not (entry.embedded or entry.pipeline.on_gpu()):  # a full-size model on a CPU: minutes, if asked
+            refused = entry.images_refused()
+            return (*pick_target, gr.skip(), gr.skip(), gr.skip(), refused or
+                    f"Press **Show images** to see {name} alone: two images (FP and quantized, the FP one unless "
+                    f"cached), {entry.pipeline.expected_seconds(2)}.")
         return (*pick_target, *show_seen(model, kind, b, "layer", name, text, s))
 
     def select(evt: gr.SelectData):

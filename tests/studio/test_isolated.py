@@ -69,3 +69,13 @@ def test_a_full_size_model_without_weights_says_how_to_get_images():
     assert "python app.py --model sdxl-turbo" in sdxl.images_refused()
     with pytest.raises(mixdq.MixDQError, match="sdxl-turbo"):
         isolated.see(sdxl, isolated.Selection("role", "attn2.to_k"), "weight", 4, "a cat", 0)
+
+
+def test_the_studio_says_how_long_images_of_a_model_take_here():
+    """A full-size model on a CPU waits for the button, which says how long, from the last images."""
+    from app.pipelines import ModelPipeline
+
+    isolated.see(EMBEDDED, isolated.Selection("role", "conv1"), "weight", 4, PROMPT, 3)
+    assert EMBEDDED.pipeline.seconds_per_image > 0 and not EMBEDDED.pipeline.on_gpu()  # this machine: a CPU
+    assert EMBEDDED.pipeline.expected_seconds(2).startswith("about ")
+    assert "a minute or more" in ModelPipeline("stabilityai/sd-turbo").expected_seconds(2)  # none made yet
