@@ -98,7 +98,10 @@ BLOCKS = {
         notes=("In chromium, SDXL-Turbo, slider input to redrawn allocation plot: {slider_browser.median_ms:ms} median, "
                "{slider_browser.p95_ms:ms} p95 over {slider_browser.moves} moves (target p95 <= 300 ms).",
                "Embedded model, FP + quantized image pair, FP cached: {image_pair.median_ms:ms} median, "
-               "{image_pair.max_ms:ms} max (target <= 500 ms).")),
+               "{image_pair.max_ms:ms} max (target <= 500 ms).",
+               "In chromium, embedded model, a click on a row of the sensitivity table to that layer's three images "
+               "(FP, quantized alone, difference) painted: {one_layer_browser.median_ms:ms} median, "
+               "{one_layer_browser.p95_ms:ms} p95 over {one_layer_browser.clicks} clicks (target p95 <= 500 ms).")),
     "switching": Block(
         "switching", "python bench/switching.py", ("docs/engine.md",),
         notes=("Flip one 13.1 M-parameter layer to a width seen before: {flip_cached_us:us}; quantizing it afresh "
