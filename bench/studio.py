@@ -115,13 +115,14 @@ def one_layer(models, clicks: int) -> dict:
             b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
             page = b.new_page(viewport={"width": 1280, "height": 800})
             page.goto(demo.local_url)
-            page.wait_for_selector("#see-quantized img", timeout=60_000)  # the first layer, shown on opening
+            page.wait_for_selector('#sensitive-table [data-testid="cell-0-0"]', timeout=60_000)
+            page.wait_for_timeout(2000)  # the page's opening events have answered
             times = []
-            for row in range(1, clicks + 1):  # row 0 is the layer shown on opening
+            for row in range(clicks):
                 cell = page.locator(f'#sensitive-table [data-testid="cell-{row}-0"]')
                 cell.scroll_into_view_if_needed()
                 name = cell.inner_text().strip()
-                before = page.locator("#see-quantized img").get_attribute("src") or ""
+                before = page.evaluate("() => (document.querySelector('#see-quantized img') || {}).src || ''")
                 t = time.perf_counter()
                 cell.click()
                 page.wait_for_function(SEEN_JS, arg=[name, before], timeout=30_000)

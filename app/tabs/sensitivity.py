@@ -165,8 +165,12 @@ def build(shared: Shared) -> SensitivityTab:
                     f"cached), {entry.pipeline.expected_seconds(2)}.")
         return (*pick_target, *show_seen(model, kind, b, "layer", name, text, s))
 
-    def select(evt: gr.SelectData):
-        return evt.row_value[0]  # the row as shown, also after the user sorted the table
+    def selected(model, kind, b, text, s, evt: gr.SelectData):
+        name = evt.row_value[0]  # the row as shown, also after the user sorted the table
+        return name, *picked(model, kind, b, name, text, s)
+
+    def clicked_cell(model, kind, b, name, text, s):
+        return (name, *picked(model, kind, b, name, text, s)) if name else (gr.skip(),) * 7
 
     inputs = [shared.model, kind, metric, bits]
     shown = [heatmap, table, layer]  # the most sensitive layer is picked, so its curve shows at once
@@ -176,8 +180,10 @@ def build(shared: Shared) -> SensitivityTab:
     for control in (bits, metric):
         control.input(friendly(show), inputs, shown, api_visibility="private")
     tab.select(friendly(show), inputs, shown, api_visibility="private")  # redrawn at the visible width
-    table.select(select, None, layer, api_visibility="private")
-    clicked.change(lambda name: name or gr.skip(), clicked, layer, api_visibility="private", show_progress="hidden")
+    # a pick shows its images in the same round trip (the table, a heatmap cell) or on the user's own
+    # change of the dropdown; the layer the heatmap picks for itself on opening shows none
+    see_pick = [shared.model, kind, bits]
+    picking = dict(concurrency_id="pipeline", concurrency_limit=1, api_visibility="private")
     heatmap.change(None, None, None, js=CLICK_JS)  # once, when the page first draws a heatmap
     layer.change(friendly(pick), [shared.model, layer], curve, api_visibility="private")
     layer.change(friendly(lock_choices), [shared.model, layer], lock_bits, api_visibility="private")
@@ -186,8 +192,10 @@ def build(shared: Shared) -> SensitivityTab:
     by.input(friendly(targets), [shared.model, by], target, api_visibility="private")
     see.click(friendly(show_seen), see_inputs, seen, concurrency_id="pipeline", concurrency_limit=1,
               api_visibility="private")
-    layer.change(friendly(picked), [shared.model, kind, bits, layer, prompt, seed], [by, target, *seen],
-                 concurrency_id="pipeline", concurrency_limit=1, api_visibility="private")
+    table.select(friendly(selected), [*see_pick, prompt, seed], [layer, by, target, *seen], **picking)
+    clicked.change(friendly(clicked_cell), [*see_pick, clicked, prompt, seed], [layer, by, target, *seen],
+                   show_progress="hidden", **picking)
+    layer.input(friendly(picked), [*see_pick, layer, prompt, seed], [by, target, *seen], **picking)
 
     return SensitivityTab(kind, bits, layer, lock_bits, lock, see, seen, inputs, shown, bit_choices, show)
 
