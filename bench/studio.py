@@ -21,6 +21,8 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from machine import save, start
@@ -74,26 +76,32 @@ MOVE_JS = """async (value) => {
 }"""
 
 
-def browser(models, moves: int) -> dict:
-    demo = build_demo(models, default="sdxl-turbo")
+@contextmanager
+def studio_page(models, default: str) -> Iterator:
+    """The studio opened on `default` in chromium, as a person would see it."""
+    demo = build_demo(models, default=default)
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     try:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
-            page = b.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(demo.local_url)
-            page.get_by_role("tab", name="Budget").click()
-            page.wait_for_selector("#bits-map .js-plotly-plot", timeout=60_000)
-            page.wait_for_timeout(2000)
-            slider = page.locator("#budget-slider input[type=range]")
-            lo, hi = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
-            times = []
-            for value in np.random.default_rng(1).uniform(lo, hi, moves):
-                times.append(page.evaluate(MOVE_JS, f"{value:.0f}"))
-                page.wait_for_timeout(150)  # a hand moving on: let the last update finish
+            yield b.new_page(viewport={"width": 1280, "height": 800}), demo.local_url
             b.close()
     finally:
         demo.close()
+
+
+def browser(models, moves: int) -> dict:
+    with studio_page(models, "sdxl-turbo") as (page, url):
+        page.goto(url)
+        page.get_by_role("tab", name="Budget").click()
+        page.wait_for_selector("#bits-map .js-plotly-plot", timeout=60_000)
+        page.wait_for_timeout(2000)
+        slider = page.locator("#budget-slider input[type=range]")
+        lo, hi = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
+        times = []
+        for value in np.random.default_rng(1).uniform(lo, hi, moves):
+            times.append(page.evaluate(MOVE_JS, f"{value:.0f}"))
+            page.wait_for_timeout(150)  # a hand moving on: let the last update finish
     print(f"[2] browser, SDXL-Turbo: slider input to redrawn allocation plot {statistics.median(times):.0f} ms "
           f"median, {p95(times):.0f} ms p95 over {moves} moves")
     return dict(median_ms=statistics.median(times), p95_ms=p95(times), moves=moves)
@@ -108,28 +116,20 @@ SEEN_JS = """([name, before]) => {
 
 
 def one_layer(models, clicks: int) -> dict:
-    demo = build_demo(models, default="embedded")
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    try:
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
-            page = b.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(demo.local_url)
-            page.wait_for_selector('#sensitive-table [data-testid="cell-0-0"]', timeout=60_000)
-            page.wait_for_timeout(2000)  # the page's opening events have answered
-            times = []
-            for row in range(clicks):
-                cell = page.locator(f'#sensitive-table [data-testid="cell-{row}-0"]')
-                cell.scroll_into_view_if_needed()
-                name = cell.inner_text().strip()
-                before = page.evaluate("() => (document.querySelector('#see-quantized img') || {}).src || ''")
-                t = time.perf_counter()
-                cell.click()
-                page.wait_for_function(SEEN_JS, arg=[name, before], timeout=30_000)
-                times.append((time.perf_counter() - t) * 1e3)
-            b.close()
-    finally:
-        demo.close()
+    with studio_page(models, "embedded") as (page, url):
+        page.goto(url)
+        page.wait_for_selector('#sensitive-table [data-testid="cell-0-0"]', timeout=60_000)
+        page.wait_for_timeout(2000)  # the page's opening events have answered
+        times = []
+        for row in range(clicks):
+            cell = page.locator(f'#sensitive-table [data-testid="cell-{row}-0"]')
+            cell.scroll_into_view_if_needed()
+            name = cell.inner_text().strip()
+            before = page.evaluate("() => (document.querySelector('#see-quantized img') || {}).src || ''")
+            t = time.perf_counter()
+            cell.click()
+            page.wait_for_function(SEEN_JS, arg=[name, before], timeout=30_000)
+            times.append((time.perf_counter() - t) * 1e3)
     print(f"[4] browser, embedded model: table click to one layer's three images painted "
           f"{statistics.median(times):.0f} ms median, {p95(times):.0f} ms p95 over {clicks} clicks")
     return dict(median_ms=statistics.median(times), p95_ms=p95(times), clicks=clicks)
