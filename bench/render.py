@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -282,8 +283,10 @@ def main() -> int:
         after = rewrite(before, blocks)
         if after != before:
             stale.append(page)
-            if not args.check:
-                path.write_text(after, encoding="utf-8")
+            if not args.check:  # readers see the old page or the new one, never half of it
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text(after, encoding="utf-8")
+                os.replace(tmp, path)
     verb = "out of date" if args.check else "rewritten"
     print(f"{verb}: {', '.join(stale)}" if stale else "every page is up to date")
     return 1 if args.check and stale else 0
