@@ -21,6 +21,7 @@ ROLES = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q
          "conv1", "time_emb_proj", "conv2", "conv_shortcut", "conv", "stem")
 BITS_COLOURS = {2: "#b2182b", 3: "#ef8a62", 4: "#fddbc7", 5: "#d1e5f0", 6: "#67a9cf", 8: "#2166ac",
                 16: "#4d4d4d"}
+BITS_LEVELS = tuple(sorted(BITS_COLOURS))  # the bits map's z is an index into these (16: floating point)
 GROUP_SCALES = {"content": "Reds", "quality": "Blues"}
 FONT = dict(size=12)
 
@@ -104,18 +105,17 @@ def sensitivity_map(grid: Grid, damage: pd.DataFrame, title: str) -> go.Figure:
 
 def bits_map(grid: Grid, bits: Mapping[str, float], hover: Mapping[str, str], title: str) -> go.Figure:
     """Bits per layer (16 = floating point) in one discrete colour per bit-width."""
-    levels = sorted(BITS_COLOURS)
-    index = {b: i for i, b in enumerate(levels)}
+    index = {b: i for i, b in enumerate(BITS_LEVELS)}
     z = grid.matrix({n: index[int(b)] for n, b in bits.items()})
-    n = len(levels)
+    n = len(BITS_LEVELS)
     scale = []
-    for i, b in enumerate(levels):
+    for i, b in enumerate(BITS_LEVELS):
         scale += [(i / n, BITS_COLOURS[b]), ((i + 1) / n, BITS_COLOURS[b])]
     fig = go.Figure(go.Heatmap(
         z=z, text=_hover(grid, hover), hovertemplate="%{text}<extra></extra>", colorscale=scale,
         zmin=-0.5, zmax=n - 0.5, xgap=1, ygap=1,
         colorbar=dict(title=dict(text="bits", side="top"), tickvals=list(range(n)),
-                      ticktext=[("FP16" if b == 16 else str(b)) for b in levels], len=0.9, thickness=12),
+                      ticktext=[("FP16" if b == 16 else str(b)) for b in BITS_LEVELS], len=0.9, thickness=12),
     ))
     return _layer_map_layout(fig, grid, title, height=120 + 22 * len(grid.roles))
 
@@ -130,8 +130,11 @@ def pareto_plot(frontier: pd.DataFrame, weight_mb: float, damage: float, *, refe
                                  name="best allocation for each budget", line=dict(color="#2166ac"),
                                  hovertemplate="%{x:,.1f} MB<br>damage %{y:.3g}<extra></extra>"))
     if references is not None and len(references):
+        # the labels sit above their points, but right of the most damaging one (at the top, under the legend)
+        top = references["damage"].to_numpy().argmax()
+        where = ["middle right" if i == top else "top center" for i in range(len(references))]
         fig.add_trace(go.Scatter(x=references["weight_mb"], y=references["damage"], mode="markers+text",
-                                 text=references["label"], textposition="top center", name="uniform bits",
+                                 text=references["label"], textposition=where, name="uniform bits",
                                  marker=dict(color="#888", size=8, symbol="square"),
                                  hovertemplate="%{text}: %{x:,.1f} MB, damage %{y:.3g}<extra></extra>"))
     fig.add_trace(go.Scatter(x=[weight_mb], y=[damage], mode="markers", name="this allocation",

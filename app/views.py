@@ -166,13 +166,23 @@ def plan_summary(entry: ModelEntry, plan: mixdq.Plan, exact: mixdq.Plan | None =
 
 
 def bits_hover(entry: ModelEntry, plan: mixdq.Plan) -> dict[str, str]:
-    out = {}
-    for layer in entry.profile:
-        w, a = plan.allocation.weight_bits(layer.name), plan.allocation.act_bits(layer.name)
-        # sent on every slider move: short (the sensitivity map's hover has the details)
-        out[layer.name] = (f"{layer.name}<br>{layer.group}, {layer.params / 1e6:.3g} M weights: "
-                           f"W{format_bits(w)}" + (f"A{format_bits(a)}" if plan.act_avg_bits is not None else ""))
-    return out
+    """Each layer's hover on the bits map: `hover_prefix`, its weight bits, `act_suffix`."""
+    prefix, suffix = hover_prefix(entry), act_suffix(plan)
+    return {n: prefix[n] + format_bits(plan.allocation.weight_bits(n)) + suffix[n] for n in plan.layers}
+
+
+def hover_prefix(entry: ModelEntry) -> dict[str, str]:
+    """What a bits-map hover says before the weight bits. Short: it is sent on every control
+    change, with every slider position (the sensitivity map's hover has the details)."""
+    return entry.memo(("hover-prefix",), lambda: {
+        layer.name: f"{layer.name}<br>{layer.group}, {layer.params / 1e6:.3g} M weights: W" for layer in entry.profile})
+
+
+def act_suffix(plan: mixdq.Plan) -> dict[str, str]:
+    """What a bits-map hover says after the weight bits: the activation bits, when planned."""
+    if plan.act_avg_bits is None:
+        return dict.fromkeys(plan.layers, "")
+    return {n: f"A{format_bits(plan.allocation.act_bits(n))}" for n in plan.layers}
 
 
 def weight_bits_of(plan: mixdq.Plan) -> dict[str, int]:

@@ -1,10 +1,11 @@
 """How live is the studio? Prints, from one run (2 threads):
 
-1. Server-side time per budget-slider update (live solve + summary + bits map + Pareto plot,
-   serialised to JSON as Gradio sends them), median and p95 over 60 budgets, and the JSON size,
-   on the 794-layer SDXL-Turbo profile and on the embedded model. Target: p95 <= 60 ms (SDXL-Turbo).
-2. In a real browser (Debian chromium + playwright): from a slider input to the allocation plot
-   redrawn on screen, median and p95 over 30 moves. Target: p95 <= 300 ms.
+1. On the server, per control change: the time to solve every budget-slider position ahead
+   (`app.positions.table`, what the page then draws from while dragging) and its JSON size, on
+   the 794-layer SDXL-Turbo profile and on the embedded model; and the release's exact solve.
+2. In a real browser (Debian chromium + playwright), on both models: from a slider input event to
+   the bits map repainted, for keyboard steps (arrow keys) and for a mouse drag, median and p95
+   over --moves moves each, and the server calls made meanwhile (target: p95 <= 50 ms, no call).
 3. An FP + quantized image pair on the embedded model with the FP image cached. Target: <= 0.5 s.
 4. In chromium, embedded model: from a click on a row of the sensitivity table to that layer's
    three images (FP, quantized alone, difference) and scores painted, p95 over 20 clicks (FP
@@ -28,7 +29,7 @@ import numpy as np
 from machine import save, start
 from playwright.sync_api import sync_playwright
 
-from app import images, views
+from app import images, positions, views
 from app.registry import default_models
 from app.studio import build_demo
 from app.tabs.budget import update
@@ -42,37 +43,47 @@ def server_side(models) -> list[dict]:
     rows = []
     for key in ("sdxl-turbo", "embedded"):
         entry, controls = models[key], views.Controls()
-        lo, hi = views.budget_range(entry, controls)
-        update(entry, controls, (lo + hi) / 2)  # planner and frontier built once, as on page load
-        times, sizes = [], []
-        for mb in np.random.default_rng(0).uniform(lo, hi, 60):
+        lo, hi = views.budget_range(entry, controls)  # planner and frontier built, as on page load
+        t = time.perf_counter()
+        text = positions.table(entry, controls, lo, hi)
+        seconds = time.perf_counter() - t
+        exact = []
+        for mb in np.random.default_rng(0).uniform(lo, hi, 10):
             t = time.perf_counter()
-            summary, *figs = update(entry, controls, float(mb))
-            payload = json.dumps([summary, *[f.to_json() for f in figs]])
-            times.append(time.perf_counter() - t)
-            sizes.append(len(payload))
-        rows.append(dict(model=key, layers=len(entry.profile), median_ms=statistics.median(times) * 1e3,
-                         p95_ms=p95(times) * 1e3, json_kb=statistics.median(sizes) / 1e3))
-        print(f"[1] {key} ({len(entry.profile)} layers): slider update {statistics.median(times) * 1e3:.1f} ms median, "
-              f"{p95(times) * 1e3:.1f} ms p95; {statistics.median(sizes) / 1e3:.0f} kB of JSON per update")
+            update(entry, controls, float(mb), exact=True)
+            exact.append(time.perf_counter() - t)
+        table = json.loads(text)
+        rows.append(dict(setting=key, model=key, layers=len(entry.profile), positions=table["count"], step_mb=table["step"],
+                         solve_s=seconds, json_kb=len(text) / 1e3, release_median_ms=statistics.median(exact) * 1e3))
+        print(f"[1] {key} ({len(entry.profile)} layers): every slider position ({table['count']}, "
+              f"{table['step']:g} MB apart) solved in {seconds:.2f} s, {len(text) / 1e3:.0f} kB of JSON; "
+              f"release (exact solve + figures) {statistics.median(exact) * 1e3:.0f} ms median")
     return rows
 
 
-MOVE_JS = """async (value) => {
-  // done when the bits map holds new data (Plotly.react swaps it) and a frame has been painted
-  const plotNow = () => document.querySelector('#bits-map .js-plotly-plot');
-  const before = plotNow(), data = before && before.data;
-  const input = document.querySelector('#budget-slider input[type=range]');
+# a capture listener on window sees the slider's input event before the page's own handlers
+MARK_JS = """() => {
+  if (!window.mixdqMarked) {
+    window.mixdqMarked = true;
+    window.addEventListener('input', (e) => {
+      if (e.target.closest && e.target.closest('#budget-slider')) window.mixdqInputAt = performance.now();
+    }, true);
+  }
+  window.mixdqDrawn = (window.mixdqSlider || {}).drawn;
+  window.mixdqInputAt = null;
+}"""
+# done when the page has drawn the move (app.positions.DRAW_JS counts) and the frame that shows it
+# has been painted: checked in a frame callback, timed in a task queued from it (it runs after that
+# frame's paint)
+PAINTED_JS = """async () => {
   const t0 = performance.now();
-  input.value = value; input.dispatchEvent(new Event('input', {bubbles: true}));
   while (true) {
-    await new Promise(r => requestAnimationFrame(() => r()));
-    const plot = plotNow();
-    if (plot && (plot !== before || plot.data !== data)) break;
+    await new Promise((r) => requestAnimationFrame(() => r()));
+    if (window.mixdqInputAt !== null && (window.mixdqSlider || {}).drawn !== window.mixdqDrawn) break;
     if (performance.now() - t0 > 10000) return NaN;
   }
-  await new Promise(r => requestAnimationFrame(() => r()));
-  return performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 0));
+  return performance.now() - window.mixdqInputAt;
 }"""
 
 
@@ -90,21 +101,53 @@ def studio_page(models, default: str) -> Iterator:
         demo.close()
 
 
-def browser(models, moves: int) -> dict:
-    with studio_page(models, "sdxl-turbo") as (page, url):
+def slider_moves(models, key: str, moves: int) -> list[dict]:
+    """Keyboard steps, then a mouse drag, on `key`'s budget slider: input event to repaint."""
+    with studio_page(models, key) as (page, url):
+        calls = []
+        page.on("request", lambda r: calls.append(r.url) if "/queue/join" in r.url else None)
         page.goto(url)
         page.get_by_role("tab", name="Budget").click()
-        page.wait_for_selector("#bits-map .js-plotly-plot", timeout=60_000)
-        page.wait_for_timeout(2000)
+        page.wait_for_function("() => (document.querySelector('#budget-positions textarea') || {}).value", timeout=60_000)
+        page.wait_for_timeout(2000)  # the page's opening events have answered
         slider = page.locator("#budget-slider input[type=range]")
-        lo, hi = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
-        times = []
-        for value in np.random.default_rng(1).uniform(lo, hi, moves):
-            times.append(page.evaluate(MOVE_JS, f"{value:.0f}"))
-            page.wait_for_timeout(150)  # a hand moving on: let the last update finish
-    print(f"[2] browser, SDXL-Turbo: slider input to redrawn allocation plot {statistics.median(times):.0f} ms "
-          f"median, {p95(times):.0f} ms p95 over {moves} moves")
-    return dict(median_ms=statistics.median(times), p95_ms=p95(times), moves=moves)
+        rows = []
+        # keyboard: focus the slider, one arrow press per move (a step of the budget)
+        slider.focus()
+        page.keyboard.press("Home")
+        page.wait_for_timeout(300)
+        times, before = [], len(calls)
+        for i in range(moves):
+            page.evaluate(MARK_JS)
+            page.keyboard.press("PageUp" if i % 10 == 0 else "ArrowRight")
+            times.append(page.evaluate(PAINTED_JS))
+            page.wait_for_timeout(60)  # keys repeat at about 30 per second
+        rows.append(result(key, "keyboard", times, len(calls) - before))
+        # mouse: press on the thumb, move in steps of a few positions, let go at the end
+        page.keyboard.press("Home")
+        page.wait_for_timeout(300)
+        box = slider.bounding_box()
+        y, x0 = box["y"] + box["height"] / 2, box["x"] + 8
+        width = (box["width"] - 16) / moves
+        page.mouse.move(x0, y)
+        page.mouse.down()
+        times, before = [], len(calls)
+        for i in range(1, moves + 1):
+            page.evaluate(MARK_JS)
+            page.mouse.move(x0 + i * width, y)
+            times.append(page.evaluate(PAINTED_JS))
+            page.wait_for_timeout(30)
+        drag_calls = len(calls) - before
+        page.mouse.up()
+        rows.append(result(key, "mouse drag", times, drag_calls))
+    return rows
+
+
+def result(model: str, how: str, times: list[float], calls: int) -> dict:
+    print(f"[2] browser, {model}, {how}: slider input to bits map painted {statistics.median(times):.1f} ms median, "
+          f"{p95(times):.1f} ms p95 over {len(times)} moves; {calls} server calls meanwhile")
+    return dict(setting=f"{model}, {how}", model=model, input=how, median_ms=statistics.median(times), p95_ms=p95(times), moves=len(times),
+                server_calls=calls)
 
 
 SEEN_JS = """([name, before]) => {
@@ -160,7 +203,8 @@ def main() -> None:
     models = default_models()
     server = server_side(models)
     pair = image_pair(models)
-    save("studio", dict(slider_server=server, image_pair=pair, slider_browser=browser(models, args.moves),
+    moves = [row for key in ("sdxl-turbo", "embedded") for row in slider_moves(models, key, args.moves)]
+    save("studio", dict(slider_server=server, image_pair=pair, slider_browser=moves,
                         one_layer_browser=one_layer(models, args.clicks)))
 
 

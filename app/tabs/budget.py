@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -12,15 +11,16 @@ from gradio.components import Component
 
 import mixdq
 
-from .. import plots, views
+from .. import plots, positions, views
 from ..registry import ModelEntry
 from .common import Shared, friendly
 
 INTRO = (
-    "Drag the budget: each position solves the **multiple-choice knapsack** again (one bit-width "
-    "per layer, least predicted damage within the memory), on the live path in milliseconds; on "
-    "release the exact integer program (PuLP/CBC) checks it. Predicted damage adds up each layer's "
-    "measured damage from the sensitivity profile, content layers by image SSIM and quality layers "
+    "Drag the budget: the **multiple-choice knapsack** (one bit-width per layer, least predicted damage "
+    "within the memory) was solved at every slider position when the controls last changed, so the map "
+    "follows your finger; on release the exact integer program (PuLP/CBC) checks the answer and reports "
+    "the gap (in MixDQ's two-program mode, the plan is solved on release). Predicted damage adds up each "
+    "layer's measured damage from the sensitivity profile, content layers by image SSIM and quality layers "
     "by UNet-output SQNR, weighted by the slider below."
 )
 
@@ -70,8 +70,9 @@ class BudgetTab:
     controls: BudgetControls
     model: gr.Dropdown  # the page's model picker
     outputs: tuple[gr.Markdown, gr.Plot, gr.Plot]  # the plan's summary, bits map and Pareto plot
+    positions: gr.Textbox  # every slider position's answer, for the page to draw (`app.positions`)
     locks_table: gr.Dataframe
-    reshape: Callable  # inputs(): the slider's update and the outputs
+    reshape: Callable  # inputs(): reshaped()
     reset: Callable  # reset_inputs: reset_outputs (a model was picked)
     reset_inputs: set[Component]
     reset_outputs: list[Component]
@@ -79,6 +80,10 @@ class BudgetTab:
     def inputs(self, *extra: Component) -> set[Component]:
         """The inputs of an event whose handler plans: the model, the budget, the controls and `extra`."""
         return {self.model, self.slider, *self.controls.components(), *extra}
+
+    def reshaped(self) -> list[Component]:
+        """What `reshape` updates: the slider, the outputs, then the positions."""
+        return [self.slider, *self.outputs, self.positions]
 
     def plan(self, values: Values) -> tuple[str, float, views.Controls]:
         """(model, budget MB, controls) out of a handler's values."""
@@ -123,10 +128,10 @@ def opening(entry: ModelEntry) -> dict:
 
 
 def slider_update(lo: float, hi: float, value: float) -> dict:
-    """The budget slider over [lo, hi] in round steps (1 MB for SDXL-Turbo, 0.01 MB for the
-    embedded model), `value` kept inside."""
-    step = 10 ** math.floor(math.log10((hi - lo) / 400)) if hi - lo > 1e-6 else 0.01
-    inner_lo, inner_hi = math.ceil(lo / step) * step, math.floor(hi / step) * step  # inside the feasible range
+    """The budget slider over [lo, hi] at `positions.step_for`'s round steps (10 MB for SDXL-Turbo,
+    0.025 MB for the embedded model), `value` kept inside."""
+    step = positions.step_for(lo, hi)
+    inner_lo, inner_hi = positions.inner(lo, hi, step)  # inside the feasible range
     if inner_hi <= inner_lo:  # one feasible point (every layer locked, or one width allowed)
         return gr.update(minimum=hi, maximum=hi + step, value=hi, step=step, interactive=False)
     value = min(max(round(value / step) * step, inner_lo), inner_hi)
@@ -145,6 +150,7 @@ def build(shared: Shared) -> BudgetTab:
                 summary = gr.Markdown(elem_id="plan-summary")
                 bits_plot = gr.Plot(elem_id="bits-map", show_label=False)
                 pareto = gr.Plot(elem_id="pareto", show_label=False)
+                table = gr.Textbox(visible="hidden", elem_id="budget-positions")  # read by DRAW_JS
             with gr.Column(scale=1, min_width=280):
                 cw = gr.Slider(0, 1, value=0.5, step=0.05, label="Content vs quality (1: only image content counts)")
                 measured = [str(b) for b in first.profile.bits("weight")]
@@ -175,43 +181,49 @@ def build(shared: Shared) -> BudgetTab:
         model, mb, c = values[shared.model], float(values[budget]), controls.read(values)
         return shared.entry(model), mb, c
 
-    def live(values):
-        entry, mb, c = plan_of(values)
-        return update(entry, c, mb)
-
     def exact(values):
         entry, mb, c = plan_of(values)
         return update(entry, c, mb, exact=True)
 
     def reshape(values):
-        """A control changed: the feasible range may have moved; keep the budget inside it."""
+        """A control changed: the feasible range may have moved; keep the budget inside it, answer
+        there at once, then solve every other position for the page to draw while dragging."""
         entry, mb, c = plan_of(values)
         try:
             lo, hi = views.budget_range(entry, c)
         except mixdq.MixDQError as e:
-            return gr.skip(), f"**Cannot allocate:** {e}", gr.skip(), gr.skip()
-        slider = slider_update(lo, hi, mb)
-        return (slider, *update(entry, c, slider["value"]))
+            yield gr.skip(), f"**Cannot allocate:** {e}", gr.skip(), gr.skip(), ""
+            return
+        slider, ready = slider_update(lo, hi, mb), positions.cached(entry, c, lo, hi)
+        yield slider, *update(entry, c, slider["value"]), ready or ""  # until the table comes, release answers
+        if ready is None:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), positions.table(entry, c, lo, hi)
 
     def reset(values):
         """A model was picked: its measured bits, its layers, no locks, a mid-range budget (or the
-        one the page's URL asks for), and the plan there. Solved here, not in a following event:
-        that one could still see the old model's budget, outside the new range."""
+        one the page's URL asks for), and the plan there, then every position's. Solved here, not
+        in a following event: that one could still see the old model's budget, outside the new range."""
         model, url = values[shared.model], values[shared.url]
         entry = shared.entry(model)
         wbits = [str(b) for b in entry.profile.bits("weight")]
-        # the bits and locks shown belong to the last model: every measured width, no locks
-        c = replace(controls.read(values), content_bits=(), quality_bits=(), locks=())
+        # the bits and locks shown belong to the last model: every measured width, no locks (as the
+        # checkboxes will say, so that the next control change finds this plan's positions kept)
+        measured = tuple(entry.profile.bits("weight"))
+        c = replace(controls.read(values), content_bits=measured, quality_bits=measured, locks=())
         try:
             lo, hi = views.budget_range(entry, c)
             wanted = url[1] if url and url[0] == model and url[1] is not None else middle(lo, hi)
             slider = slider_update(lo, hi, wanted)
             shown = update(entry, c, slider["value"])
         except mixdq.MixDQError as e:  # e.g. a profile of some layers only: the other views still work
+            lo = None
             slider, shown = gr.skip(), (f"**Cannot allocate:** {e}", gr.skip(), gr.skip())
-        return (slider, gr.update(choices=wbits, value=wbits), gr.update(choices=wbits, value=wbits),
-                gr.update(choices=entry.profile.names, value=None), gr.update(choices=["fp", *wbits[::-1]], value="fp"),
-                (), [], *shown)
+        picked = (gr.update(choices=wbits, value=wbits), gr.update(choices=wbits, value=wbits),
+                  gr.update(choices=entry.profile.names, value=None),
+                  gr.update(choices=["fp", *wbits[::-1]], value="fp"), (), [])
+        yield slider, *picked, *shown, ""
+        if lo is not None:
+            yield *[gr.skip()] * (len(picked) + 4), positions.table(entry, c, lo, hi)
 
     def add_lock(values):
         layer = values[lock_layer]
@@ -222,11 +234,11 @@ def build(shared: Shared) -> BudgetTab:
         return new, [list(x) for x in new]
 
     common = dict(show_progress="hidden", concurrency_id="solve", concurrency_limit=8)
-    dragging = budget.input(friendly(live), plan_inputs, outputs, trigger_mode="always_last",
-                            api_visibility="private", **common)
-    # a live answer still on its way must not overwrite the exact one and its gap
-    budget.release(friendly(exact), plan_inputs, outputs, api_visibility="private", cancels=[dragging], **common)
-    reshaped = [budget, *outputs]
+    # dragging is drawn in the page from the positions table: no server call per move
+    budget.input(None, [budget, summary, table], summary, js=positions.DRAW_JS)
+    table.change(None, [budget, summary, table], summary, js=positions.DRAW_JS)  # moved while it was solved
+    budget.release(friendly(exact), plan_inputs, outputs, api_visibility="private", **common)
+    reshaped = [budget, *outputs, table]
     for control in controls.components()[:-1]:  # .input: a user's change, not reset()'s programmatic one
         control.input(friendly(reshape), plan_inputs, reshaped, api_visibility="private", trigger_mode="always_last",
                       **common)
@@ -236,7 +248,8 @@ def build(shared: Shared) -> BudgetTab:
     mode.change(lambda m: gr.update(visible=m.startswith("MixDQ")), mode, k, api_visibility="private",
                 show_progress="hidden")
     reset_inputs = {shared.model, shared.url, *controls.components()}
-    reset_outputs = [budget, content_bits, quality_bits, lock_layer, lock_bits, shared.locks, locks_table, *outputs]
+    reset_outputs = [budget, content_bits, quality_bits, lock_layer, lock_bits, shared.locks, locks_table, *outputs,
+                     table]
     shared.model.change(friendly(reset), reset_inputs, reset_outputs, api_visibility="private", **common)
     lock_btn.click(friendly(add_lock), {lock_layer, lock_bits, *plan_inputs}, [shared.locks, locks_table],
                    api_visibility="private").then(
@@ -245,4 +258,5 @@ def build(shared: Shared) -> BudgetTab:
     tab.select(friendly(reshape), plan_inputs, reshaped, api_visibility="private", **common)
     clear_btn.click(lambda: ((), []), None, [shared.locks, locks_table], api_visibility="private").then(
         friendly(reshape), plan_inputs, reshaped, api_visibility="private", **common)
-    return BudgetTab(budget, controls, shared.model, outputs, locks_table, reshape, reset, reset_inputs, reset_outputs)
+    return BudgetTab(budget, controls, shared.model, outputs, table, locks_table, reshape, reset, reset_inputs,
+                     reset_outputs)

@@ -5,6 +5,7 @@ another is that tab's own dataclass (`budget.BudgetTab`, ...), handed to it by `
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass
 
 import gradio as gr
@@ -28,7 +29,18 @@ class Shared:
 
 
 def friendly(fn):
-    """Errors a user can fix become a message in the page (gr.Error), never a stack trace."""
+    """Errors a user can fix become a message in the page (gr.Error), never a stack trace. A
+    generator stays one (Gradio streams what it yields)."""
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except mixdq.MixDQError as e:
+                raise gr.Error(str(e), print_exception=False) from None
+
+        return streaming
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

@@ -214,5 +214,5 @@ def wire_lock(shared: Shared, tab: SensitivityTab, budget: BudgetTab) -> None:
 
     tab.lock.click(friendly(add_lock), budget.inputs(tab.layer, tab.lock_bits), [shared.locks, budget.locks_table],
                    api_visibility="private").then(
-        friendly(budget.reshape), budget.inputs(), [budget.slider, *budget.outputs], api_visibility="private",
+        friendly(budget.reshape), budget.inputs(), budget.reshaped(), api_visibility="private",
         show_progress="hidden")

@@ -10,6 +10,7 @@ MixDQ's own two-program variant is `mixdq_mode.plan_mixdq`.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -117,11 +118,29 @@ class Planner:
             weights = self._solve("weight", "bytes", budget_mb * 1e6, exact)
         else:
             weights = self._solve("weight", "bits", avg_bits * self.params.sum(), exact)
-        acts = {}
-        if act_avg_bits is not None:
-            acts = self._solve("activation", "bits", act_avg_bits * self.act_elements.sum(), exact)
+        acts = self._acts(act_avg_bits, exact)
         return self.evaluate(Allocation(weights, acts), exact=exact, solve_ms=(time.perf_counter() - t0) * 1e3,
                              with_acts=act_avg_bits is not None)
+
+    def plans(self, budgets_mb: Iterable[float], *, act_avg_bits: float | None = None) -> list[Plan]:
+        """`plan(budget_mb=b, act_avg_bits=...)` for every b (the live path), the activations
+        solved once: a slider's every position, ahead of the finger.
+
+            >>> [p.weight_mb for p in planner.plans([700, 800, 900])]  # doctest: +SKIP
+        """
+        acts = self._acts(act_avg_bits, exact=False)
+        out = []
+        for mb in budgets_mb:
+            t0 = time.perf_counter()
+            weights = self._solve("weight", "bytes", mb * 1e6, exact=False)
+            out.append(self.evaluate(Allocation(weights, acts), solve_ms=(time.perf_counter() - t0) * 1e3,
+                                     with_acts=act_avg_bits is not None))
+        return out
+
+    def _acts(self, act_avg_bits: float | None, exact: bool) -> dict[str, Bits]:
+        if act_avg_bits is None:
+            return {}
+        return self._solve("activation", "bits", act_avg_bits * self.act_elements.sum(), exact)
 
     def evaluate(self, allocation: Allocation, exact: bool = False, solve_ms: float = 0.0,
                  with_acts: bool = True) -> Plan:
@@ -147,12 +166,14 @@ class Planner:
 
     def _damage(self, kind: Kind, bits: list[Bits]) -> float:
         table = self.table(kind)
-        total = 0.0
-        for i, (name, b) in enumerate(zip(self.profile.names, bits)):
-            if b not in table.options or not table.measured[i, table.option(b)]:
-                raise ConfigError(f"{name}: {kind} {b}-bit was not measured in this profile")
-            total += table.damage[i, table.option(b)]
-        return float(total)
+        index = {b: j for j, b in enumerate(table.options)}
+        columns = np.array([index.get(b, -1) for b in bits])
+        rows = np.arange(len(columns))
+        missing = (columns < 0) | ~table.measured[rows, columns]
+        if missing.any():
+            i = int(np.argmax(missing))
+            raise ConfigError(f"{self.profile.names[i]}: {kind} {bits[i]}-bit was not measured in this profile")
+        return float(sum(table.damage[rows, columns].tolist()))  # in layer order, as plans always summed
 
     def pareto(self, kind: Kind = "weight", unit: Unit = "bytes") -> pd.DataFrame:
         """Damage against memory over the whole budget range: every breakpoint of the frontier

@@ -222,11 +222,11 @@ class Frontier:
             new = np.full(G, np.inf)
             arg = np.zeros(G, dtype=np.int16)
             for j in np.nonzero(steps[r] < G)[0]:
-                s = int(steps[r, j])
-                cand = np.full(G, np.inf)
-                cand[s:] = best[: G - s] + p.damage[i, j]
-                better = cand < new
-                new[better], arg[better] = cand[better], j
+                s = int(steps[r, j])  # bins below s cannot afford option j
+                cand = best[: G - s] + p.damage[i, j]
+                better = cand < new[s:]
+                np.putmask(new[s:], better, cand)
+                np.putmask(arg[s:], better, j)
             best, picks[r] = new, arg
 
         def trace(b: int) -> np.ndarray:

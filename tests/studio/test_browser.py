@@ -6,6 +6,8 @@ MIXDQ_UPDATE_SCREENSHOT=1."""
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -88,20 +90,93 @@ def test_clicking_a_heatmap_cell_picks_its_layer_and_shows_it_alone(page):
     expect(page.locator("#see-quantized img")).to_be_visible()
 
 
-def test_dragging_the_budget_changes_the_allocation(page):
+# the page's own answer for the slider's value: the positions table DRAW_JS reads (app.positions)
+POSITION_JS = """() => {
+  const t = JSON.parse(document.querySelector('#budget-positions textarea').value);
+  const value = Number(document.querySelector('#budget-slider input[type=range]').value);
+  const i = Math.round((value - t.min) / t.step);
+  return {i, mb: t.mb[i], codes: t.codes[i], summary: t.summary[i].split('\\n')[0].replace('### ', ''),
+          overlay: document.querySelectorAll('#bits-map canvas.mixdq-overlay').length,
+          figure: ((z) => Array.isArray(z) && t.cells.every(([r, c], n) => z[r][c] === t.codes[i].charCodeAt(n) - 48))(
+            document.querySelector('#bits-map .js-plotly-plot').data[0].z)};
+}"""
+
+
+@contextmanager
+def _server_calls(page) -> Iterator[list[str]]:
+    """The calls the page makes to the server meanwhile (each event it sends joins the queue)."""
+    calls = []
+
+    def seen(request):
+        if "/queue/join" in request.url:
+            calls.append(request.post_data)
+
+    page.on("request", seen)
+    try:
+        yield calls
+    finally:
+        page.remove_listener("request", seen)
+
+
+def _settle(page) -> None:
+    """Wait until the page has sent nothing for a second (events of an earlier test, chained ones)."""
+    for _ in range(20):
+        with _server_calls(page) as calls:
+            page.wait_for_timeout(1_000)
+        if not calls:
+            return
+    pytest.fail("the page kept calling the server")
+
+
+def _follows(page, position) -> None:
+    """The summary shown is the table's for the slider's value, the map drawn over by the page."""
+    expect(page.locator("#plan-summary h3")).to_have_text(position["summary"], timeout=5_000)
+
+
+def test_dragging_the_budget_is_drawn_in_the_page_without_a_server_call_per_move(page):
     page.get_by_role("tab", name="Budget").click()
     expect(page.locator("#plan-summary")).to_contain_text("MB of UNet weights", timeout=30_000)
-    expect(page.locator("#bits-map .js-plotly-plot")).to_be_visible()
+    page.wait_for_function("() => (document.querySelector('#budget-positions textarea') || {}).value", timeout=30_000)
     before = _shown_mb(page)
-    bits_map = page.locator("#bits-map").inner_html()
     slider = page.locator("#budget-slider input[type=range]")
-    low, high = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
-    slider.fill(str(low + 0.8 * (high - low)))  # a drag ends where the mouse is let go: same events
-    page.wait_for_function(f"() => {{ const m = document.querySelector('#plan-summary').innerText"
-                           f".match(/([\\d.]+) MB of UNet/); return m && parseFloat(m[1]) !== {before}; }}",
-                           timeout=10_000)
-    assert _shown_mb(page) > before
-    assert page.locator("#bits-map").inner_html() != bits_map  # the allocation plot followed
+    box = slider.bounding_box()
+    y = box["y"] + box["height"] / 2
+    _settle(page)
+    with _server_calls(page) as calls:
+        page.mouse.move(box["x"] + 0.3 * box["width"], y)
+        page.mouse.down()
+        seen = []
+        for step in range(1, 13):  # a finger moving right, 12 stops
+            page.mouse.move(box["x"] + (0.3 + 0.04 * step) * box["width"], y)
+            position = page.evaluate(POSITION_JS)
+            _follows(page, position)
+            assert position["overlay"] == 1  # drawn in the page over the map
+            seen.append(position["i"])
+        assert calls == []  # not one server call while the finger moved
+        assert len(set(seen)) >= 10 and seen == sorted(seen)
+        page.mouse.up()  # the release: the exact integer program, on the server
+        expect(page.locator("#plan-summary")).to_contain_text("Exact solve (PuLP/CBC", timeout=30_000)
+        assert len(calls) >= 1 and _shown_mb(page) > before
+    expect(page.locator("#bits-map canvas.mixdq-overlay")).to_have_count(0)  # the server's figure took over
+
+
+def test_arrow_keys_step_the_budget_and_plotly_catches_up_when_they_rest(page):
+    page.get_by_role("tab", name="Budget").click()
+    page.wait_for_function("() => (document.querySelector('#budget-positions textarea') || {}).value", timeout=30_000)
+    slider = page.locator("#budget-slider input[type=range]")
+    slider.focus()
+    _settle(page)
+    with _server_calls(page) as calls:
+        for _ in range(5):
+            first = page.evaluate(POSITION_JS)["i"]
+            page.keyboard.press("ArrowLeft")
+            position = page.evaluate(POSITION_JS)
+            assert position["i"] == first - 1
+            _follows(page, position)
+    assert calls == []
+    # at rest, the figure itself holds the position's bits (its hover texts too), and the overlay is gone
+    expect(page.locator("#bits-map canvas.mixdq-overlay")).to_have_count(0, timeout=5_000)
+    assert page.evaluate(POSITION_JS)["figure"]
     page.screenshot(path=SHOTS / "2-budget.png", full_page=True)
     # the README's: the page's top down to the bits map (the viewport is 800 px high)
     page.screenshot(path=SHOTS / "readme-studio.png", full_page=True, clip=dict(x=0, y=0, width=1280, height=1120))
