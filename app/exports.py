@@ -96,6 +96,7 @@ KERNEL_WORDS = {
     Kernel.INT8_UNPACK: "on int8 kernels, unpacking their low-bit weights each call",
     Kernel.INT8_REPACK: "on int8 kernels, re-packing their weights each call",
     Kernel.DEQUANT: "in float, from weights unpacked each call",
+    Kernel.INT_MM: "on integer matrix multiplies (torch._int_mm; int8 tensor cores on a GPU)",
     "float": "in float, unquantized",
 }
 

@@ -1,6 +1,6 @@
 """Deployed models, measured: UNet bytes held, peak resident memory and latency against FP32.
 
-    .venv/bin/python bench/deploy.py [--models embedded,sd-turbo] [--settings fp32,w8a8,w4a8,mixed]
+    .venv/bin/python bench/deploy.py [--models embedded,sd-turbo,sdxl-turbo] [--settings fp32,w8a8,w4a8,mixed]
                                      [--threads 2] [--cache-mb MB] [--compile] [--json FILE]
                                      [--device cuda --dtype float16]
 
@@ -26,14 +26,17 @@ ratio to FP32), layers per kernel, and the CPU, to bench/results/deploy-MODELS[-
 `deploy(compile=True)` runs it: from the AOTInductor package, loaded in a process that never
 compiled (no compiler resident); its UNet bytes are the package's size on disk.
 `--device cuda --dtype float16` measures on a GPU as its users run it: the float baseline is the
-model in `--dtype` (the "fp32" setting then means that dtype), the deployed layers compute with
-`dequant` (oneDNN's int8 kernels are CPU-only), and the peak of CUDA memory allocated is printed
-beside peak RSS. Weight-only settings (`w8`, `w4`) are what saves memory there.
+model in `--dtype` (the "fp32" setting then means that dtype), each deployed layer computes with
+`dequant` or `int-mm` (torch._int_mm on int8 tensor cores), whichever its timing on the GPU
+favours (oneDNN's int8 kernels are CPU-only), and the peak of CUDA memory allocated is printed
+beside peak RSS. `sdxl-turbo` (its full-size UNet, random weights, 512 px) is meant for a GPU:
+on 2 CPU cores its deployment times every kernel of 794 layers for a long while.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import subprocess
@@ -126,8 +129,10 @@ def embedded_aot(setting: str, folder: str, prepare: bool) -> dict:
                     kernels={"aot package": len(manifest["layers"])}, layers=len(manifest["layers"]))
 
 
-def sd_turbo(setting: str, cache_bytes: int | None, compile: bool, device: str, dtype: torch.dtype) -> dict:
-    config = mixdq.load_unet_config("sd-turbo")
+def full_size(arch: str, setting: str, cache_bytes: int | None, compile: bool, device: str,
+              dtype: torch.dtype) -> dict:
+    """A full-size UNet of `arch` (SD-Turbo, SDXL-Turbo) with random weights, one call at 512 px, batch 1."""
+    config = mixdq.load_unet_config(arch)
     torch.manual_seed(0)
     unet = UNet2DConditionModel.from_config(config).eval()
     inventory = mixdq.build_inventory(unet)
@@ -136,7 +141,12 @@ def sd_turbo(setting: str, cache_bytes: int | None, compile: bool, device: str, 
     g = torch.Generator().manual_seed(0)
     text = torch.randn(1, 77, config["cross_attention_dim"], generator=g).to(device, dtype)
     latents = torch.randn(1, 4, 64, 64, generator=g).to(device, dtype)
-    call = lambda: unet(latents, 999, encoder_hidden_states=text)  # noqa: E731
+    extra = {}
+    if config.get("addition_embed_type") == "text_time":  # SDXL: pooled text and the size/crop ids
+        pooled = config["projection_class_embeddings_input_dim"] - 6 * config["addition_time_embed_dim"]
+        extra = dict(added_cond_kwargs=dict(text_embeds=torch.randn(1, pooled, generator=g).to(device, dtype),
+                                            time_ids=torch.tensor([[512, 512, 0, 0, 512, 512]]).to(device, dtype)))
+    call = lambda: unet(latents, 999, encoder_hidden_states=text, **extra)  # noqa: E731
     if allocation is not None:
         mixdq.prepare(unet)
         with mixdq.calibrating(unet), torch.no_grad():
@@ -170,7 +180,7 @@ def child(model: str, setting: str, threads: int, cache_bytes: int | None, devic
         if setting.endswith(AOT_SUFFIX):
             return print(json.dumps(embedded_aot(setting.removesuffix(AOT_SUFFIX), aot_folder, prepare)))
         base, compiled, _ = setting.partition(COMPILE_SUFFIX)
-        measure = {"embedded": embedded, "sd-turbo": sd_turbo}[model]
+        measure = embedded if model == "embedded" else functools.partial(full_size, model)
         print(json.dumps(measure(base, cache_bytes, bool(compiled), device, getattr(torch, dtype))))
 
 
@@ -199,7 +209,7 @@ def main() -> None:
                         help="memory allowance beyond the codes, MB (default: deploy's, 1/8 of the code bytes)")
     parser.add_argument("--settings", default=",".join(DEFAULT_SETTINGS),
                         help=f"which of {','.join(SETTINGS)} (fp32 is always run)")
-    parser.add_argument("--device", default="cpu", help="torch device (cuda: deployed layers run dequant)")
+    parser.add_argument("--device", default="cpu", help="torch device (cuda: dequant or int-mm per layer, timed)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                         help="the model's float dtype (the baseline; GPUs: float16)")
     parser.add_argument("--compile", action="store_true",

@@ -14,7 +14,14 @@ float summation order:
 * `int8-repack`: the same kernel, the weight unpacked to int8 and pre-packed on every call (for
   grids `int8-unpack` cannot hold: asymmetric ones);
 * `dequant`: the weight dequantized to float on every call and the float op run on the
-  (fake-)quantized input: works for everything, also weight-only quantization.
+  (fake-)quantized input: works for everything, also weight-only quantization;
+* `int-mm`: `torch._int_mm`, int8 x int8 summed in int32 (cuBLASLt on int8 tensor cores on a
+  GPU, a CPU implementation too): the input's uint8 codes shifted to int8, the weight as
+  `code - zero_point` (8-bit codes read in place, lower widths unpacked on every call), the
+  input's zero-point taken out of the int32 sums exactly (times each output channel's weight
+  sum), then one multiply by both scales. Linear layers and 1x1 convolutions (one GEMM over
+  every pixel); traceable, so under torch.compile inductor fuses the quantization and the
+  epilogue around it.
 Floating-point layers keep their weight as it is. Which kernel a layer uses is chosen at
 deployment (`kernels.choose_kernels`) and recorded in its `LayerSpec`. Under torch.compile the
 int8 kernels run as one custom op, `int8_layer` (`compiling`).
@@ -71,6 +78,7 @@ class DeployedLayer(nn.Module, FixedLayer, ABC):
             self._x_zero_point = spec.act_zero_point - spec.act_qmin
             self._x_qmax = spec.act_qmax - spec.act_qmin
         self._w_zero_point = torch.zeros(self.weight_shape[0], dtype=torch.long)  # code - zp is centred
+        self._weight_sums: torch.Tensor | None = None  # int-mm: sum over inputs of code - zp, per channel
         self._hold(spec.kernel)
         self._register()
 
@@ -170,6 +178,8 @@ class DeployedLayer(nn.Module, FixedLayer, ABC):
             return "its activations stay floating point, and int8 kernels take integer inputs"
         if self.weight_zero_point is not None and self.weight_bits == 8:
             return "asymmetric 8-bit weights (code - zero-point) do not fit int8"
+        if kernel == Kernel.INT_MM:
+            return self._int_mm_unsupported()
         if self.weight_scale.device.type != "cpu":
             return f"oneDNN's int8 kernels run on the CPU, and this layer is on {self.weight_scale.device}"
         if not int8_kernels_available():
@@ -179,6 +189,14 @@ class DeployedLayer(nn.Module, FixedLayer, ABC):
                 return "only 2-6-bit codes are unpacked (8-bit ones are held pre-packed at their own size)"
             if (self.weight_zero_point != 2 ** (self.weight_bits - 1)).any():
                 return "asymmetric weights: code - zero-point takes one bit more than the code"
+        return None
+
+    def _int_mm_unsupported(self) -> str | None:
+        if not hasattr(torch, "_int_mm"):
+            return "this PyTorch build has no torch._int_mm"
+        k, n = self._gemm_shape()
+        if self.weight_scale.device.type == "cuda" and (k % 8 or n % 8):
+            return f"cuBLASLt's int8 GEMM wants inputs and outputs in multiples of 8, and this layer has {k} and {n}"
         return None
 
     def scratch_keys(self) -> set[tuple]:
@@ -263,6 +281,8 @@ class DeployedLayer(nn.Module, FixedLayer, ABC):
         kernel = self.spec.kernel
         if kernel in (None, Kernel.DEQUANT):
             return self._op(self._fake_quantize_input(x), self.dequantized_weight().to(x.dtype))
+        if kernel == Kernel.INT_MM:
+            return self._int_mm_forward(x).to(x.dtype)
         qx = self._quantize_input(x)
         out = int8_layer(qx, self._handle) if opaque or torch.compiler.is_compiling() else self._int8_forward(qx)
         return out.to(x.dtype)
@@ -272,6 +292,21 @@ class DeployedLayer(nn.Module, FixedLayer, ABC):
             return self._blocked_op(qx, self._blocked)
         packed = self._packed_int8 if self.spec.kernel == Kernel.INT8 else self._prepack(self.centred_weight())
         return self._int8_op(qx, packed)
+
+    def _int_mm(self, rows: torch.Tensor) -> torch.Tensor:
+        """(M, K) float inputs -> (M, N) fp32 outputs on `torch._int_mm`: sum (q - z) w over k is
+        sum q' w - z' sum w, with q' = q - 128 and z' = z - 128 (uint8 codes shifted into int8)."""
+        q = (self._quantize_input(rows).to(torch.int16) - 128).to(torch.int8)
+        m = q.shape[0]
+        if q.is_cuda and m <= 16:  # cuBLASLt's int8 GEMM wants more than 16 rows: zero rows, dropped after
+            q = F.pad(q, (0, 0, 0, 17 - m))
+        centred = self.centred_weight().reshape(self.weight_shape[0], -1)  # 8-bit codes: a view, no copy
+        sums = self._weight_sums
+        if sums is None or sums.device != q.device:
+            sums = self._weight_sums = centred.sum(1, dtype=torch.int32)
+        acc = torch._int_mm(q, centred.t())[:m] - (self._x_zero_point - 128) * sums
+        out = acc.float() * (self.spec.act_scale * self.weight_scale.float())
+        return out if self.bias is None else out + self.bias.float()
 
     def _onednn_kwargs(self, packed: torch.Tensor, rows: slice) -> dict[str, Any]:
         """What both int8 ops take alike, for output channels `rows`. Their `.default` overloads are
@@ -304,6 +339,14 @@ class DeployedLayer(nn.Module, FixedLayer, ABC):
     def _int8_op(self, qx: torch.Tensor, packed: torch.Tensor, rows: slice = _ALL) -> torch.Tensor:
         """oneDNN's int8 op on uint8 input codes, fp32 out (output channels `rows`)."""
 
+    @abstractmethod
+    def _gemm_shape(self) -> tuple[int, int]:
+        """(K, N) of this layer as one GEMM: inputs and outputs per row."""
+
+    @abstractmethod
+    def _int_mm_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The `int-mm` kernel on `x` (fp32 out): its rows through `_int_mm`."""
+
 
 def _like(t: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
     """`t` in `x`'s dtype (the float ops want one dtype; a no-op when it already is)."""
@@ -326,6 +369,12 @@ class DeployedLinear(DeployedLayer):
 
     def _dense(self, packed):
         return packed.to_dense().t().contiguous()
+
+    def _gemm_shape(self):
+        return self.weight_shape[1], self.weight_shape[0]
+
+    def _int_mm_forward(self, x):
+        return self._int_mm(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
 
     def _int8_op(self, qx, packed, rows=_ALL):
         lead = qx.shape[:-1]
@@ -360,6 +409,21 @@ class DeployedConv2d(DeployedLayer):
 
     def _dense(self, packed):
         return packed.to_dense()
+
+    def _gemm_shape(self):
+        return int(torch.Size(self.weight_shape[1:]).numel()), self.weight_shape[0]
+
+    def _int_mm_unsupported(self):
+        s = self.spec
+        if tuple(self.weight_shape[2:]) != (1, 1) or s.groups != 1 or set(s.stride) != {1} or set(s.padding) != {0}:
+            return ("only 1x1 convolutions (stride 1, no padding, one group) run as one GEMM; a 3x3 one would need "
+                    "its input unfolded, 9 times its size")
+        return super()._int_mm_unsupported()
+
+    def _int_mm_forward(self, x):
+        n, c, h, w = x.shape  # a 1x1 convolution is a GEMM over every pixel
+        rows = self._int_mm(x.permute(0, 2, 3, 1).reshape(-1, c))
+        return rows.reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
     def _int8_op(self, qx, packed, rows=_ALL):
         out = torch.ops.onednn.qconv2d_pointwise.default(

@@ -33,10 +33,11 @@ class Kernel(StrEnum):
     INT8_UNPACK = "int8-unpack"
     INT8_REPACK = "int8-repack"
     DEQUANT = "dequant"
+    INT_MM = "int-mm"
 
 
 KERNELS: tuple[Kernel, ...] = tuple(Kernel)
-INT8_KERNELS = frozenset({Kernel.INT8, Kernel.INT8_UNPACK, Kernel.INT8_REPACK})
+INT8_KERNELS = frozenset({Kernel.INT8, Kernel.INT8_UNPACK, Kernel.INT8_REPACK})  # oneDNN's, on the CPU
 
 
 def sha256_file(path: Path) -> str:

@@ -38,7 +38,7 @@ def test_every_kernel_runs_in_one_compiled_graph_with_eager_numbers():
     model, x = sd_like_layers()
     names = list(model)
     _calibrated(model, x, mixdq.Allocation(dict(zip(names, [4, 8, 2, 6, 3], strict=True)), dict.fromkeys(names, 8)))
-    kernels = dict(zip(names, ["int8-unpack", "int8", "int8-repack", "dequant", "int8-unpack"], strict=True))
+    kernels = dict(zip(names, ["int-mm", "int8", "int8-repack", "dequant", "int8-unpack"], strict=True))
     deploy(model, kernel=kernels, cache_bytes=0)
     assert {m.kernel for m in deployed_layers(model).values()} == set(KERNELS)
 

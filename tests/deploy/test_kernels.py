@@ -52,6 +52,8 @@ def test_every_kernel_matches_the_simulated_layers(kernel, weight, act):
     for name, layer in deployed_layers(model).items():
         if kernel == "int8-unpack" and weight == 8:  # 8-bit codes are held pre-packed instead
             assert layer.kernel == "int8" and "only 2-6-bit codes are unpacked" in layer.spec.kernel_reason
+        elif kernel == "int-mm" and name in ("conv", "down", "grouped"):  # one GEMM: Linear and 1x1 only
+            assert layer.kernel != "int-mm" and "only 1x1 convolutions" in layer.spec.kernel_reason
         else:
             assert layer.kernel == kernel and layer.spec.kernel_reason == "fixed"
         # int8 kernels sum in int32 and rescale once; the simulation sums dequantized floats:
@@ -160,8 +162,10 @@ def test_auto_keeps_the_fastest_kernel_measured_on_the_real_shape():
         assert _relative_error(real[name], simulated[name]) < 1e-5, name
         assert spec.input_shape == tuple(x[name].shape) and spec.kernel_reason == "fastest measured"
         eight = allocation.weight_bits(name) == 8
-        assert set(spec.kernel_ms) == {"float", *KERNELS} - ({"int8-unpack"} if eight else set())
-        at_own_bits = ["int8", "int8-repack", "dequant"] if eight else ["int8-repack", "dequant"]
+        usable = {k for k in KERNELS if layer.unsupported(k) is None}
+        assert set(spec.kernel_ms) == {"float", *usable}
+        assert ("int-mm" in usable) == (name in ("proj", "shortcut")) and ("int8-unpack" in usable) != eight
+        at_own_bits = usable - {"int8-unpack"} - (set() if eight else {"int8"})
         assert spec.kernel == min(at_own_bits, key=spec.kernel_ms.__getitem__)
         if not eight:  # no allowance: the codes stay at their bits
             held_as_int8 = layer.numel + layer.weight_shape[0] * 5  # a byte per weight, a scale and zero-point per channel
@@ -190,7 +194,7 @@ def test_a_memory_allowance_buys_speed_where_it_saves_most_per_byte():
     layers = deployed_layers(model)
     shapes = {n: tuple(x[n].shape) for n in model}
     choose_kernels(layers, shapes, "auto", cache_bytes=0)
-    assert {m.kernel for m in layers.values()} <= {"int8-repack", "dequant"}
+    assert {m.kernel for m in layers.values()} <= {"int8-repack", "dequant", "int-mm"}  # at their own bits
     at_own_bits = module_bytes(model)
     choose_kernels(layers, shapes, "auto", cache_bytes=10**9)
     for layer in layers.values():  # with room for everything, the fastest of all
@@ -216,3 +220,29 @@ def test_deployed_weights_really_are_smaller():
     assert layers["proj"].weight_codes.numel() == 64 * 96 // 2 and layers["conv"].weight_codes.numel() == 16 * 32 * 9 // 4
     expected = float_bytes - (64 * 96 + 16 * 32 * 9) * 4 + 64 * 96 // 2 + 16 * 32 * 9 // 4 + (96 + 32) * (4 + 1)
     assert module_bytes(model) == expected  # codes + fp32 scale + uint8 zero-point per channel
+
+
+@pytest.mark.parametrize("weight", [8, 4])
+def test_int_mm_holds_the_weight_at_its_bits_and_sums_exactly(weight):
+    """torch._int_mm (int8 tensor cores on a GPU; its CPU implementation here): 8-bit codes are
+    read in place and lower widths unpacked per call, so the layer holds what `dequant` holds;
+    the input's zero-point comes out of the int32 sums exactly."""
+    model, x = sd_like_layers()
+    simulated = _calibrated(model, x, mixdq.Allocation.uniform(list(model), weight, 8))
+    with torch.no_grad():
+        deploy(model, kernel="dequant")
+        held = {n: m.weight_bytes() for n, m in deployed_layers(model).items()}
+        for name in ("proj", "shortcut"):
+            layer = deployed_layers(model)[name]
+            layer.use_kernel("int-mm")
+            assert layer.weight_bytes() == held[name] and layer._packed_int8 is None
+            real = layer(x[name])
+            assert layer._x_zero_point != 128  # an asymmetric grid: the zero-point term is exercised
+            assert _relative_error(real, simulated[name]) < 1e-5
+            # the integer part alone equals an int64 reference sum, bit for bit
+            rows = x[name].reshape(-1, 64) if name == "proj" else x[name].permute(0, 2, 3, 1).reshape(-1, 16)
+            q = layer._quantize_input(rows).long() - layer._x_zero_point
+            w = layer.centred_weight().reshape(layer.weight_shape[0], -1).long()
+            expected = (q @ w.t()).double() * layer.spec.act_scale * layer.weight_scale.double() + layer.bias.double()
+            assert torch.allclose(layer._int_mm(rows).double(), expected, rtol=1e-6, atol=1e-6)
+    assert "only 1x1 convolutions" in deployed_layers(model)["conv"].unsupported("int-mm")
