@@ -8,9 +8,11 @@ modules only, each for what the public API does not carry:
   `format_bits`, `KINDS`)
 - `mixdq.core.device`: byte counts as text, and freed memory given back (`format_gb`,
   `release_freed_memory`)
-- `mixdq.core.metrics`: PSNR and SSIM of images (`psnr_db`, `ssim`)
+- `mixdq.core.metrics`: PSNR and SSIM of images, SQNR of UNet outputs (`psnr_db`, `ssim`, `sqnr_db`,
+  `SQNR_CAP_DB`)
 - `mixdq.core.serialization`: files written atomically (`atomic_write_text`)
-- `mixdq.models.inventory`: where a layer sits in the UNet, for the layer maps (`Position`, `position`)
+- `mixdq.models.inventory`: where a layer sits in the UNet, for the layer maps (`Position`, `position`), and
+  its groups (`GROUPS`)
 - `mixdq.planning.damage`: a score as damage, and the metrics' agreement (`damage`, `metric_agreement`)
 - `mixdq.sensitivity.journal`: a sweep's journal, to say how much a resumed sweep kept (`journal_path`)
 - `mixdq.embedded`: the embedded model's data set, captions and prompts (`dataset`)

@@ -165,24 +165,26 @@ def render(key: str, jobs: list[dict], ranges: dict | None) -> dict:
     """Images for each job, in [-1, 1], as CPU float tensors.
 
     A job: {"prompts": [...], "seed": int, "allocation": Allocation.to_dict() or None for
-    floating point, "bos_aware": bool}. Returns {"images": [tensor per job], "ranges": the
-    calibration ranges if this call measured them, else None}.
+    floating point, "bos_aware": bool}. Returns {"images": [tensor per job], "unet": [the UNet's
+    outputs at every step, flattened, per job], "ranges": the calibration ranges if this call
+    measured them, else None}.
     """
     model = pipeline(key)
     with lock_for(key):
         new_ranges = _calibrated(model, ranges)
-        pipe, out = model.pipe, []
+        pipe, out, unet = model.pipe, [], []
         for job in jobs:
             allocation = job["allocation"]
             mixdq.apply_allocation(pipe, mixdq.Allocation.from_dict(allocation or {}))
             bos = bool(job.get("bos_aware", True))
             if allocation is not None and mixdq.quant_config(pipe).bos_aware != bos:
                 mixdq.set_bos_aware(pipe, bos)
-            with torch.no_grad():
+            with torch.no_grad(), mixdq.unet_outputs(pipe) as outputs:
                 images = mixdq.generate_images(pipe, list(job["prompts"]), first_seed=int(job["seed"]),
                                                **model.defaults.as_kwargs())
             out.append(images.float().cpu())
-        return {"images": out, "ranges": new_ranges}
+            unet.append(torch.cat([o.flatten() for o in outputs]))
+        return {"images": out, "unet": unet, "ranges": new_ranges}
 
 
 @on_gpu(export_seconds)

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 import mixdq
-from mixdq.core.metrics import psnr_db, ssim
+from mixdq.core.metrics import SQNR_CAP_DB, psnr_db, sqnr_db, ssim
 from mixdq.embedded import dataset
 from mixdq.embedded.classifier import alignment, scores_against
 
-from .pipelines import Job
+from .pipelines import Job, Rendered
 from .registry import ModelEntry
 
 MAX_SEED = 2**31 - 1
@@ -24,9 +24,10 @@ def to_uint8(images: torch.Tensor, scale: int = 1) -> list[np.ndarray]:
 
 
 def difference(fp: torch.Tensor, q: torch.Tensor, gain: float = 8.0, scale: int = 1) -> np.ndarray:
-    """|quantized - FP|, amplified `gain` times, as a heat image (black: identical)."""
+    """|quantized - FP|, amplified `gain` times, as a heat image: black (identical), red, yellow (at
+    or past the top). Not white at the top: a saturated map would look like an empty panel."""
     d = ((q - fp).abs().mean(1, keepdim=True) / 2 * gain).clamp(0, 1)
-    heat = torch.cat([d, (d * 2 - 1).clamp(0, 1), (d * 4 - 3).clamp(0, 1)], 1)  # black-red-yellow-white
+    heat = torch.cat([(d * 2).clamp(0, 1), (d * 2 - 1).clamp(0, 1), torch.zeros_like(d)], 1)
     return to_uint8(heat * 2 - 1, scale)[0]
 
 
@@ -65,8 +66,15 @@ def compare(entry: ModelEntry, prompts: list[str], seed: int, allocation: mixdq.
             bos_aware: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """FP (cached) and quantized images of the same prompts and seeds, and how they differ: one
     GPU call at most."""
-    fp, q = entry.images([Job(tuple(prompts), seed), Job(tuple(prompts), seed, allocation, bos_aware)])
-    return fp, q, image_metrics(entry, fp, q, prompts)
+    fp, q = entry.rendered([Job(tuple(prompts), seed), Job(tuple(prompts), seed, allocation, bos_aware)])
+    return fp.images, q.images, scores(entry, fp, q, prompts)
+
+
+def scores(entry: ModelEntry, fp: Rendered, q: Rendered, prompts: list[str]) -> dict:
+    """`image_metrics`, and the SQNR of the quantized UNet's outputs against FP's over every step
+    (dB): the two measures of the sensitivity sweep, here on these prompts and seeds."""
+    sqnr = round(min(sqnr_db(fp.unet, q.unet), SQNR_CAP_DB), 2)
+    return image_metrics(entry, fp.images, q.images, prompts) | {"sqnr_db": sqnr}
 
 
 def image_metrics(entry: ModelEntry, fp: torch.Tensor, q: torch.Tensor, prompts: list[str]) -> dict:
@@ -86,6 +94,8 @@ def image_metrics(entry: ModelEntry, fp: torch.Tensor, q: torch.Tensor, prompts:
 
 def metrics_text(label: str, m: dict) -> str:
     text = f"**{label}** · PSNR {m['psnr_db']:.1f} dB · SSIM {m['ssim']:.3f} against FP"
+    if "sqnr_db" in m:
+        text += f" · SQNR of the UNet output {m['sqnr_db']:.1f} dB"
     if "alignment_fp" in m:
         text += (f" · caption alignment (attribute classifier): FP {m['alignment_fp']:.2f}, "
                  f"quantized {m['alignment_quantized']:.2f}")

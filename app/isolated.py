@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import mixdq
 
 from . import images
+from .pipelines import Job
 from .registry import ModelEntry
 
 # how a selection names its layers: one layer, a block of the UNet, a role in every block, a group
@@ -57,6 +58,11 @@ class Selection:
                  "group": lambda n: entry.profile[n].group == self.name}[self.by]
         return [n for n in entry.profile.names if match(n)]
 
+    def group(self, entry: ModelEntry) -> str:
+        """"content", "quality", or "content and quality" when the selection spans both."""
+        groups = {entry.profile[n].group for n in self.layers(entry)}
+        return groups.pop() if len(groups) == 1 else " and ".join(sorted(groups))
+
     def label(self, entry: ModelEntry) -> str:
         count = len(self.layers(entry))
         return self.name if self.by == "layer" else f"{self.by} {self.name} ({count} layer{'s' * (count != 1)})"
@@ -71,6 +77,16 @@ def allocation(entry: ModelEntry, selection: Selection, kind: str, bits: int) ->
                                 f"not {bits}; choose one of those")
     chosen = dict.fromkeys(selection.layers(entry), int(bits))
     return mixdq.Allocation(chosen, {}) if kind == "weight" else mixdq.Allocation({}, chosen)
+
+
+def waits(entry: ModelEntry, images: int, what: str) -> str | None:
+    """None where images take a moment (the embedded model, any model on a GPU): show them at
+    once. Else what to press and how long `images` images will take (a full-size model on a CPU),
+    or why there are none."""
+    if entry.embedded or entry.pipeline.on_gpu():
+        return None
+    return entry.images_refused() or (f"Press **Show images** to see {what}: {images} images (the FP one unless "
+                                      f"cached), {entry.pipeline.expected_seconds(images)}.")
 
 
 def profiled(entry: ModelEntry, selection: Selection, kind: str, bits: int) -> dict[str, float] | None:
@@ -99,13 +115,22 @@ def see(entry: ModelEntry, selection: Selection, kind: str, bits: int, prompt: s
         bos_aware: bool = True) -> Seen:
     """The selection quantized alone, on `prompt` with `seed`: one GPU call at most (the FP image
     is shared with the compare view's cache)."""
+    return see_each(entry, [selection], kind, bits, prompt, seed, bos_aware)[0]
+
+
+def see_each(entry: ModelEntry, selections: list[Selection], kind: str, bits: int, prompt: str, seed,
+             bos_aware: bool = True) -> list[Seen]:
+    """Each selection quantized alone (not together), against one FP image: one GPU call at most."""
     prompt, seed = images.check_prompt(entry, prompt, seed)
-    alloc = allocation(entry, selection, kind, int(bits))
-    fp, q, metrics = images.compare(entry, [prompt], seed, alloc, bos_aware)
-    scale = max(1, 256 // fp.shape[-1])  # a 64 px image drawn at 256 px, its pixels kept
-    return Seen(images.to_uint8(fp, scale)[0], images.to_uint8(q, scale)[0],
-                images.difference(fp[:1], q[:1], gain=GAIN, scale=scale), metrics,
-                profiled(entry, selection, kind, int(bits)), len(alloc.names))
+    allocations = [allocation(entry, s, kind, int(bits)) for s in selections]  # every one checked first
+    fp, *quantized = entry.rendered([Job((prompt,), seed), *(Job((prompt,), seed, a, bos_aware) for a in allocations)])
+    scale = max(1, 256 // fp.images.shape[-1])  # a 64 px image drawn at 256 px, its pixels kept
+    shown = images.to_uint8(fp.images, scale)[0]
+    return [Seen(shown, images.to_uint8(q.images, scale)[0],
+                 images.difference(fp.images[:1], q.images[:1], gain=GAIN, scale=scale),
+                 images.scores(entry, fp, q, [prompt]),
+                 profiled(entry, s, kind, int(bits)), len(a.names))
+            for s, a, q in zip(selections, allocations, quantized)]
 
 
 def caption(entry: ModelEntry, selection: Selection, kind: str, bits: int, seen: Seen) -> str:

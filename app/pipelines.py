@@ -11,6 +11,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 import torch
 
@@ -43,6 +44,14 @@ class Job:
         """As `app.gpu.render` takes it: plain data, picklable into a ZeroGPU worker."""
         allocation = None if self.allocation is None else self.allocation.to_dict()
         return {"prompts": list(self.prompts), "seed": self.seed, "allocation": allocation, "bos_aware": self.bos_aware}
+
+
+class Rendered(NamedTuple):
+    """What one job gives: images in [-1, 1] (N x 3 x H x W) and the UNet's outputs at every
+    step, flattened (what the SQNR of a sensitivity probe compares)."""
+
+    images: torch.Tensor
+    unet: torch.Tensor
 
 
 @dataclass(eq=False)
@@ -96,8 +105,12 @@ class ModelPipeline:
         return gpu.PIPELINES[self.key]
 
     def images(self, name: str, jobs: list[Job]) -> list[torch.Tensor]:
-        """Images in [-1, 1] of each job, from one GPU call (none when every one is a cached FP
-        image): so Compare, Measure and the grid each ask for the GPU once."""
+        """Images in [-1, 1] of each job (`rendered`'s images)."""
+        return [r.images for r in self.rendered(name, jobs)]
+
+    def rendered(self, name: str, jobs: list[Job]) -> list[Rendered]:
+        """Each job's images and UNet outputs, from one GPU call (none when every one is a cached
+        FP image): so Compare, Measure and the grid each ask for the GPU once."""
         loaded = self.loaded(name)
         steps = loaded.defaults.num_inference_steps
         with _FP_LOCK:
@@ -110,11 +123,11 @@ class ModelPipeline:
             result = gpu.render(loaded.key, [jobs[i].plain() for i in todo], gpu.RANGES.get(loaded.key))
             self.seconds_per_image = (time.perf_counter() - started) / sum(len(jobs[i].prompts) for i in todo)
             gpu.keep_ranges(loaded.key, result["ranges"])
-            made = dict(zip(todo, result["images"]))
+            made = {i: Rendered(images, unet) for i, images, unet in zip(todo, result["images"], result["unet"])}
         with _FP_LOCK:
-            for i, images in made.items():
+            for i, rendered in made.items():
                 if jobs[i].allocation is None:
-                    self.fp_images[jobs[i].fp_key(steps)] = images
+                    self.fp_images[jobs[i].fp_key(steps)] = rendered
                     while len(self.fp_images) > FP_IMAGES_KEPT:
                         self.fp_images.popitem(last=False)
         return [cached[i] if i in cached else made[i] for i in range(len(jobs))]

@@ -21,7 +21,7 @@ from mixdq.core.assets import ASSETS
 from mixdq.models.inventory import Position, position
 
 from . import gpu
-from .pipelines import Job, ModelPipeline
+from .pipelines import Job, ModelPipeline, Rendered
 from .settings import EMBEDDED
 
 PROFILES = ASSETS / "profiles"
@@ -107,6 +107,9 @@ class ModelEntry:
 
     def images(self, jobs: list[Job]) -> list[torch.Tensor]:
         return self.pipeline.images(self.key, jobs)
+
+    def rendered(self, jobs: list[Job]) -> list[Rendered]:
+        return self.pipeline.rendered(self.key, jobs)
 
     def export(self, kind: str, allocation: mixdq.Allocation, self_attention_bits: int | None = None) -> dict:
         return self.pipeline.export(self.key, kind, allocation, self_attention_bits)

@@ -1,5 +1,5 @@
-"""The studio's page: a header with the model picker, seven tabs (Sensitivity, Budget, Compare,
-Measure, Export, Analyse, Layers), and the named API endpoints. Each tab but Layers lives in
+"""The studio's page: a header with the model picker, eight tabs (Sensitivity, Content vs quality,
+Budget, Compare, Measure, Export, Analyse, Layers), and the named API endpoints. Each tab but Layers lives in
 `app/tabs/`, its `build` returning the dataclass of what the others use of it; this file assembles
 them and wires what happens when the page opens."""
 
@@ -20,7 +20,7 @@ from mixdq.core.bits import bits_choices, parse_bits
 from . import api, images, library, views
 from .registry import ModelEntry, default_models
 from .settings import EMBEDDED
-from .tabs import analyse, budget, compare, export, measure, sensitivity
+from .tabs import analyse, budget, compare, contrast, export, measure, sensitivity
 from .tabs.common import Shared, friendly
 
 MODELS = [EMBEDDED, *mixdq.ARCHITECTURES]
@@ -161,6 +161,7 @@ def build_demo(models: dict[str, ModelEntry] | None = None, default: str = EMBED
         shared = Shared(models, picker, gr.State(()), gr.State(None))
         with gr.Tabs():
             s = sensitivity.build(shared)
+            q = contrast.build(shared)
             b = budget.build(shared)
             c = compare.build(shared, b)
             measure.build(shared, b)
@@ -184,6 +185,10 @@ def build_demo(models: dict[str, ModelEntry] | None = None, default: str = EMBED
         opened.then(friendly(s.bit_choices), [picker, s.kind], [s.bits, s.layer],
                     api_visibility="private").then(friendly(s.show), s.inputs, s.shown, api_visibility="private")
         opened.then(views.hardware_text, None, hardware, api_visibility="private")
+        for event in (opened.then, picker.change):  # content against quality: set up, then seen where quick
+            event(friendly(q.refresh), q.inputs, q.outputs, api_visibility="private").then(
+                friendly(q.shown), q.show_inputs, q.show_outputs, concurrency_id="pipeline", concurrency_limit=1,
+                api_visibility="private")
         for event in c.made:  # images change what is loaded and held
             event.then(views.hardware_text, None, hardware, api_visibility="private")
         opened.then(friendly(c.model_changed), picker, [c.note, c.composer], api_visibility="private")

@@ -110,6 +110,22 @@ BLOCKS = {
                "In chromium, embedded model, a click on a row of the sensitivity table to that layer's three images "
                "(FP, quantized alone, difference) painted: {one_layer_browser.median_ms:ms} median, "
                "{one_layer_browser.p95_ms:ms} p95 over {one_layer_browser.clicks} clicks (target p95 <= 500 ms).")),
+    "content_quality": Block(
+        "content_quality", "python bench/content_quality.py", ("app/texts/content_quality.md",),
+        rows="groups", columns=(("width, group", "setting", ""), ("layers", "layers", ""),
+                                ("mean SSIM loss", "ssim_loss", ".4f"), ("mean SQNR, dB", "sqnr_db", ".1f"),
+                                ("caption alignment", "alignment", ".3f"), ("its drop from FP", "alignment_drop", ".3f"),
+                                ("the worst layer", "worst_layer", ""), ("its SSIM loss", "worst_ssim_loss", ".4f")),
+        notes=("- **2 bits.** {verdicts.2.text}.",
+               "- **3 bits.** {verdicts.3.text}.",
+               "- **4 bits.** {verdicts.4.text}.",
+               "- Within a group, SSIM loss and SQNR rank the layers almost alike at 2 bits (Spearman "
+               "{rank_agreement.2 bits, content.spearman:.2f} for content, {rank_agreement.2 bits, quality.spearman:.2f} "
+               "for quality layers), less so as the damage shrinks (4 bits: "
+               "{rank_agreement.4 bits, content.spearman:.2f} and {rank_agreement.4 bits, quality.spearman:.2f}).")),
+    "content_quality-summary": Block(
+        "content_quality", "python bench/content_quality.py", ("app/texts/content_quality.md",),
+        notes=("**On the embedded model,** {conclusion}",)),
     "switching": Block(
         "switching", "python bench/switching.py", ("docs/engine.md",),
         notes=("Flip one 13.1 M-parameter layer to a width seen before: {flip_cached_us:us}; quantizing it afresh "
@@ -160,6 +176,16 @@ BLOCKS = {
         columns=(*DEPLOY_COLUMNS[:-1], ("peak GPU", "peak_gpu_bytes", "MB"), ("x fp16", "peak_gpu_x_fp32", "x"),
                  DEPLOY_COLUMNS[-1]),
         notes=("GPU: {gpu}; the float baseline (\"fp32\" row) is the UNet in {dtype}.",)),
+    "deploy-cuda-int": Block(
+        "deploy-sdxl-turbo-compile-cuda-float16", "python bench/deploy.py --models sdxl-turbo "
+        "--settings w8a8,w4a8,mixed --compile --device cuda --dtype float16 (bench/gpu_checks.sh)",
+        ("docs/deployment.md",),
+        rows="models.sdxl-turbo",
+        columns=(*DEPLOY_COLUMNS[:-1], ("peak GPU", "peak_gpu_bytes", "MB"), ("x fp16", "peak_gpu_x_fp32", "x"),
+                 ("x fp16 compiled", "latency_x_fp32_compiled", "x"), DEPLOY_COLUMNS[-1]),
+        notes=("GPU: {gpu}; the float baseline (\"fp32\" rows) is the UNet in {dtype}. SDXL-Turbo's UNet; "
+               "targets: W8A8 <= 0.93x compiled fp16 latency at <= 0.52x its peak memory, mixed ~4-bit <= 1.0x at "
+               "<= 0.35x.",)),
     "unpack": Block(
         "unpack", "python bench/unpack.py", ("docs/deployment.md",),
         rows="rows", columns=(("bits", "bits", ""), ("split planes, in place, ms", "split_ms", ".2f"),

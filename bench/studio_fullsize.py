@@ -29,7 +29,7 @@ import torch
 from machine import save, start
 
 import mixdq
-from app import gpu, settings
+from app import gpu, images, settings
 from app.pipelines import Job
 from app.registry import ModelEntry
 from app.startup import load_served
@@ -101,6 +101,13 @@ def session_child(folder: str, device: str, dtype: str, size: int, export: bool)
     choice = torch.tensor([2, 4, 8])[torch.randint(0, 3, (len(names),), generator=g)].tolist()
     mixed = mixdq.Allocation(dict(zip(names, choice)), {n: 8 for n in names})
     step("Compare: mixed 2/4/8-bit allocation", lambda: compare(mixed))
+    # the sensitivity view's "See it" and the content-vs-quality view: layers alone, FP cached
+    content = next(n for n in names if n.endswith("attn2.to_k"))
+    quality = next(n for n in names if n.endswith("resnets.0.conv1"))
+    step("See it: one layer alone (a click)", lambda: images.compare(entry, list(prompt), 0,
+                                                                     mixdq.Allocation({content: 2})))
+    step("Content vs quality: two layers alone", lambda: entry.rendered(
+        [Job(prompt, 0), Job(prompt, 0, mixdq.Allocation({content: 2})), Job(prompt, 0, mixdq.Allocation({quality: 2}))]))
     measure_jobs = [Job(PROMPTS, 1), *(Job(PROMPTS, 1, a) for a in
                                         (mixdq.Allocation.uniform(names, 4, 8), mixdq.Allocation.uniform(names, 8, 8),
                                          mixed))]

@@ -62,6 +62,7 @@ from mixdq.quant.weight_cache import set_weight_cache_budget, weight_cache_budge
 from mixdq.sensitivity.config import SweepConfig
 from mixdq.sensitivity.driver import sweep
 from mixdq.sensitivity.importers import import_mixdq
+from mixdq.sensitivity.probes import unet_outputs
 from mixdq.sensitivity.profile import LayerProfile, Profile
 
 logs.silence_import_noise()
@@ -81,7 +82,7 @@ __all__ = [
     "calibration_ranges", "set_calibration_ranges", "clear_weight_cache", "set_weight_cache_budget",
     "weight_cache_budget",
     # sensitivity, profiles, allocation
-    "LayerProfile", "Plan", "Planner", "Profile", "import_mixdq", "plan_mixdq", "sweep",
+    "LayerProfile", "Plan", "Planner", "Profile", "import_mixdq", "plan_mixdq", "sweep", "unet_outputs",
     # memory and deployment
     "MemoryReport", "memory_report", "deploy",
     # errors

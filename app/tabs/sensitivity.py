@@ -24,8 +24,8 @@ SEE_INTRO = (
     "**See it.** The picked layer (or a block, a role in every block, a whole group) quantized alone at the "
     "heatmap's bit-width, everything else floating point (BOS-aware): its image beside FP's, and their difference "
     "amplified. MixDQ's paper says content layers change *what* is drawn and quality layers *how cleanly*; here you "
-    "can look for yourself, with the scores on this prompt beside what the sweep measured. (On our data SSIM and "
-    "SQNR rank content layers almost alike: the Analyse tab measures how much.)"
+    "can look for yourself, with the scores on this prompt beside what the sweep measured. The **Content vs "
+    "quality** tab puts one of each side by side, with what the measurements say of the split."
 )
 # A click on a heatmap cell picks its layer: plotly's click event, in the browser, writes the cell's
 # layer (its customdata) into a hidden textbox whose input event the server answers like the dropdown.
@@ -156,13 +156,10 @@ def build(shared: Shared) -> SensitivityTab:
         button, which says how long it will take."""
         if not name:
             return (gr.skip(),) * 6
-        entry = shared.entry(model)
         pick_target = (gr.update(value="layer"), targets(model, "layer", name))
-        if not (entry.embedded or entry.pipeline.on_gpu()):  # a full-size model on a CPU: minutes, if asked
-            refused = entry.images_refused()
-            return (*pick_target, gr.skip(), gr.skip(), gr.skip(), refused or
-                    f"Press **Show images** to see {name} alone: two images (FP and quantized, the FP one unless "
-                    f"cached), {entry.pipeline.expected_seconds(2)}.")
+        wait = isolated.waits(shared.entry(model), 2, f"{name} alone")  # a full-size model on a CPU: minutes
+        if wait:
+            return (*pick_target, gr.skip(), gr.skip(), gr.skip(), wait)
         return (*pick_target, *show_seen(model, kind, b, "layer", name, text, s))
 
     def selected(model, kind, b, text, s, evt: gr.SelectData):

@@ -19,6 +19,9 @@ class Metric(StrEnum):
 METRICS: tuple[Metric, ...] = tuple(Metric)
 
 
+SQNR_CAP_DB = 300.0  # identical outputs: float64 cannot resolve more, and JSON has no infinity
+
+
 def sqnr_db(reference: torch.Tensor, test: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio, 10*log10(|ref|^2 / |ref - test|^2), in dB."""
     ref = reference.detach().double()

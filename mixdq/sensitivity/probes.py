@@ -11,14 +11,12 @@ from contextlib import contextmanager
 import torch
 
 from mixdq.core.bits import Kind
-from mixdq.core.metrics import sqnr_db, ssim
+from mixdq.core.metrics import SQNR_CAP_DB, sqnr_db, ssim
 from mixdq.models.generation import generate_images, quiet_progress
 from mixdq.quant.calibration import calibrate
 from mixdq.quant.layers import quant_layers, unet_of
 from mixdq.quant.quantize import prepare, set_layer_bits
 from mixdq.sensitivity.config import SweepConfig
-
-SQNR_CAP_DB = 300.0  # identical outputs: float64 cannot resolve more, and JSON has no infinity
 
 Probe = tuple[Kind, str, int]
 
@@ -34,7 +32,13 @@ def weights_sha256(model) -> str:
 
 
 @contextmanager
-def _capture_unet_outputs(model) -> Iterator[list[torch.Tensor]]:
+def unet_outputs(model) -> Iterator[list[torch.Tensor]]:
+    """The UNet's output at every call (every denoising step, every batch) while inside, as CPU
+    float tensors: what the SQNR of a probe compares.
+
+        with mixdq.unet_outputs(pipe) as outs:
+            mixdq.generate_images(pipe, ["a red circle"])
+    """
     outputs: list[torch.Tensor] = []
 
     def hook(_module, _args, out):
@@ -50,7 +54,7 @@ def _capture_unet_outputs(model) -> Iterator[list[torch.Tensor]]:
 
 def _run(pipe, config: SweepConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Images in [0, 1] and the UNet's outputs at every step, flattened."""
-    with _capture_unet_outputs(pipe) as outs, torch.no_grad():
+    with unet_outputs(pipe) as outs, torch.no_grad():
         # calibration has checked these prompts already; a probe runs them again a thousand times
         images = generate_images(pipe, list(config.prompts), config.first_seed, config.batch_size,
                                  check_prompts=False, **config.generation_kwargs())

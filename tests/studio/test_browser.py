@@ -216,6 +216,28 @@ def test_unknown_words_are_a_message_and_the_next_request_works(page):
     expect(page.locator("#compare-metrics")).to_contain_text("PSNR", timeout=60_000)
 
 
+def test_content_against_quality_shows_both_sides_beside_fp_and_says_what_is_measured(page):
+    page.get_by_role("tab", name="Content vs quality").click()
+    scores = page.locator("#contrast-scores")
+    expect(scores).to_contain_text("quality", timeout=60_000)  # the page opened on the defaults, shown
+    for image in ("#contrast-fp", "#contrast-a-image", "#contrast-b-image", "#contrast-a-diff", "#contrast-b-diff"):
+        expect(page.locator(f"{image} img")).to_be_visible()
+    expect(page.locator("#contrast-teaching")).to_contain_text("On the embedded model")
+    expect(page.locator("#contrast-profile")).to_contain_text("embedded's profile")
+    page.screenshot(path=SHOTS / "3b-content-vs-quality.png", full_page=True)
+    page.get_by_role("button", name="All content layers against all quality layers").click()
+    expect(scores).to_contain_text("group content (42 layers)", timeout=30_000)
+    expect(scores).to_contain_text("group quality (90 layers)")
+    # a layer the model lacks: a message, and what is shown stays
+    shown = page.locator("#contrast-a-image img").get_attribute("src")
+    page.locator("#contrast-a-by").get_by_label("layer").check()
+    which = page.locator("#contrast-a input")
+    which.fill("conv_inn")
+    which.press("Enter")
+    expect(page.get_by_text("did you mean").first).to_be_visible(timeout=30_000)
+    assert page.locator("#contrast-a-image img").get_attribute("src") == shown
+
+
 def test_switching_to_sdxl_turbo_shows_its_794_layers(page):
     page.get_by_role("tab", name="Sensitivity").click()
     page.locator("#model-picker input").click()
