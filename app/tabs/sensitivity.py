@@ -92,11 +92,12 @@ def build(shared: Shared) -> SensitivityTab:
                     lock_bits = gr.Dropdown(["fp"], value="fp", label="Lock it to")
                     lock = gr.Button("Lock in the budget view", size="sm")
         gr.Markdown(SEE_INTRO)
-        with gr.Row():
+        with gr.Row():  # a layer's name is long: the picker gets a row's width
             by = gr.Radio(list(isolated.BY), value="layer", label="Quantize alone", scale=2)
-            target = gr.Dropdown([], label="Which", allow_custom_value=True, scale=3, elem_id="see-target")
+            target = gr.Dropdown([], label="Which", allow_custom_value=True, scale=5, elem_id="see-target")
+        with gr.Row():
             prompt = gr.Textbox(images.compose("large", "red", "circle", "on the left", "white"), label="Prompt",
-                                scale=4)
+                                scale=5)
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=images.MAX_SEED, scale=1)
             see = gr.Button("Show images", variant="primary", scale=1, elem_id="see-images")
         with gr.Row():

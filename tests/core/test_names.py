@@ -12,7 +12,7 @@ from mixdq.models.inventory import GROUPS, Group
 
 @pytest.mark.parametrize("names, strings", [
     (KINDS, ("weight", "activation")), (GROUPS, ("content", "quality")), (METRICS, ("ssim", "sqnr")),
-    (KERNELS, ("int8", "int8-unpack", "int8-repack", "dequant")),
+    (KERNELS, ("int8", "int8-unpack", "int8-repack", "dequant", "int-mm")),
 ], ids=["kind", "group", "metric", "kernel"])
 def test_named_choices_are_their_strings(names, strings):
     assert names == strings and [f"{n}" for n in names] == list(strings)
