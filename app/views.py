@@ -89,6 +89,12 @@ def with_lock(entry: ModelEntry, controls: Controls, layer: str, bits: str) -> t
     return locks
 
 
+def locks_frame(locks) -> pd.DataFrame:
+    """The locks as the budget view's table shows them. None is a row that says so: Gradio 6.31
+    draws an empty table with its column numbers for headers."""
+    return pd.DataFrame(list(locks) or [("none locked", "")], columns=["layer", "bits"])
+
+
 def layer_grid(entry: ModelEntry) -> plots.Grid:
     """Where each of the model's layers goes in the layer maps; built once per model (kept with
     its planners)."""

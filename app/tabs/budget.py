@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import gradio as gr
+import plotly.graph_objects as go
 from gradio.components import Component
 
 import mixdq
@@ -49,13 +51,14 @@ class BudgetControls:
         return [getattr(self, f.name) for f in fields(self)]
 
     def read(self, values: Values) -> views.Controls:
+        """The controls in `values`; widths and locks left out of them read as none chosen."""
         def bits(component) -> tuple[int, ...]:
-            return tuple(sorted(int(b) for b in values[component] or ()))
+            return tuple(sorted(int(b) for b in values.get(component) or ()))
 
         return views.Controls(
             content_weight=float(values[self.content_weight]), content_bits=bits(self.content_bits),
             quality_bits=bits(self.quality_bits), allow_fp=bool(values[self.allow_fp]),
-            locks=tuple(values[self.locks] or ()),
+            locks=tuple(values.get(self.locks) or ()),
             act_bits=float(values[self.act_bits]) if values[self.quantize_acts] else None,
             mode="mixdq" if values[self.mode].startswith("MixDQ") else "decoupled", k=float(values[self.k]),
         )
@@ -71,19 +74,31 @@ class BudgetTab:
     model: gr.Dropdown  # the page's model picker
     outputs: tuple[gr.Markdown, gr.Plot, gr.Plot]  # the plan's summary, bits map and Pareto plot
     positions: gr.Textbox  # every slider position's answer, for the page to draw (`app.positions`)
+    drawn: gr.State  # the figures the server drew last
     locks_table: gr.Dataframe
     reshape: Callable  # inputs(): reshaped()
     reset: Callable  # reset_inputs: reset_outputs (a model was picked)
     reset_inputs: set[Component]
     reset_outputs: list[Component]
+    url: gr.State  # (model, budget MB) asked for by the page's URL, or None
 
     def inputs(self, *extra: Component) -> set[Component]:
         """The inputs of an event whose handler plans: the model, the budget, the controls and `extra`."""
         return {self.model, self.slider, *self.controls.components(), *extra}
 
+    def opening_inputs(self, *extra: Component) -> set[Component]:
+        """`inputs` for an event the page sends while it opens: the URL's state instead of the
+        slider, whose value in the page may still be the last model's (and refused against the
+        new model's range) while the model picked by a link is being set up."""
+        return {self.model, self.url, *self.controls.components(), *extra}
+
+    def opened_at(self, values: Values, entry: ModelEntry) -> float:
+        """Where the page opens the budget for `entry` (what `reset` puts the slider at)."""
+        return opening_budget(entry, self.controls.read(values), values[self.url])
+
     def reshaped(self) -> list[Component]:
-        """What `reshape` updates: the slider, the outputs, then the positions."""
-        return [self.slider, *self.outputs, self.positions]
+        """What `reshape` updates: the slider, the outputs, the figures kept, then the positions."""
+        return [self.slider, *self.outputs, self.drawn, self.positions]
 
     def plan(self, values: Values) -> tuple[str, float, views.Controls]:
         """(model, budget MB, controls) out of a handler's values."""
@@ -108,6 +123,26 @@ def figures(entry, controls: views.Controls, plan: mixdq.Plan, exact: mixdq.Plan
         plots.pareto_plot(views.pareto(entry, controls), plan.weight_mb, plan.weight_damage,
                           references=views.uniform_references(entry, controls)),
     )
+
+
+def kept(shown: tuple) -> tuple:
+    """`update`'s answer and its two figures again, for the `drawn` state (skipped with them)."""
+    return (*shown, gr.skip() if isinstance(shown[1], dict) else shown[1:])  # gr.skip() is an update dict
+
+
+def redraw(figures: tuple | None) -> tuple:
+    """The figures drawn last, as new values (a fresh `datarevision`): the page draws them again."""
+    if figures is None:
+        return gr.skip(), gr.skip()
+    return tuple(go.Figure(f).update_layout(datarevision=time.monotonic_ns()) for f in figures)
+
+
+def opening_budget(entry: ModelEntry, controls: views.Controls, url) -> float:
+    """The link's budget (`url`: (model, MB) or None) when it is for this model, else mid-range;
+    on the slider's steps, inside the feasible range."""
+    lo, hi = views.budget_range(entry, controls)
+    wanted = url[1] if url and url[0] == entry.key and url[1] is not None else middle(lo, hi)
+    return slider_update(lo, hi, wanted)["value"]
 
 
 def middle(lo: float, hi: float) -> float:
@@ -151,6 +186,7 @@ def build(shared: Shared) -> BudgetTab:
                 bits_plot = gr.Plot(elem_id="bits-map", show_label=False)
                 pareto = gr.Plot(elem_id="pareto", show_label=False)
                 table = gr.Textbox(visible="hidden", elem_id="budget-positions")  # read by DRAW_JS
+                drawn = gr.State(None)  # the figures the server drew last, for `redraw`
             with gr.Column(scale=1, min_width=280):
                 cw = gr.Slider(0, 1, value=0.5, step=0.05, label="Content vs quality (1: only image content counts)")
                 measured = [str(b) for b in first.profile.bits("weight")]
@@ -171,7 +207,8 @@ def build(shared: Shared) -> BudgetTab:
                     with gr.Row():
                         lock_btn = gr.Button("Lock", size="sm")
                         clear_btn = gr.Button("Clear locks", size="sm")
-                    locks_table = gr.Dataframe(headers=["layer", "bits"], interactive=False, max_height=160)
+                    locks_table = gr.Dataframe(views.locks_frame(()), headers=["layer", "bits"], interactive=False,
+                                               max_height=160)
 
     controls = BudgetControls(cw, content_bits, quality_bits, allow_fp, quantize_acts, act_bits, mode, k, shared.locks)
     outputs = (summary, bits_plot, pareto)
@@ -183,7 +220,7 @@ def build(shared: Shared) -> BudgetTab:
 
     def exact(values):
         entry, mb, c = plan_of(values)
-        return update(entry, c, mb, exact=True)
+        return kept(update(entry, c, mb, exact=True))
 
     def reshape(values):
         """A control changed: the feasible range may have moved; keep the budget inside it, answer
@@ -192,12 +229,12 @@ def build(shared: Shared) -> BudgetTab:
         try:
             lo, hi = views.budget_range(entry, c)
         except mixdq.MixDQError as e:
-            yield gr.skip(), f"**Cannot allocate:** {e}", gr.skip(), gr.skip(), ""
+            yield gr.skip(), f"**Cannot allocate:** {e}", gr.skip(), gr.skip(), gr.skip(), ""
             return
         slider, ready = slider_update(lo, hi, mb), positions.cached(entry, c, lo, hi)
-        yield slider, *update(entry, c, slider["value"]), ready or ""  # until the table comes, release answers
+        yield slider, *kept(update(entry, c, slider["value"])), ready or ""  # until the table comes, release answers
         if ready is None:
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), positions.table(entry, c, lo, hi)
+            yield *[gr.skip()] * 5, positions.table(entry, c, lo, hi)
 
     def reset(values):
         """A model was picked: its measured bits, its layers, no locks, a mid-range budget (or the
@@ -206,24 +243,23 @@ def build(shared: Shared) -> BudgetTab:
         model, url = values[shared.model], values[shared.url]
         entry = shared.entry(model)
         wbits = [str(b) for b in entry.profile.bits("weight")]
-        # the bits and locks shown belong to the last model: every measured width, no locks (as the
-        # checkboxes will say, so that the next control change finds this plan's positions kept)
+        # every measured width and no locks (as the checkboxes will say, so that the next control
+        # change finds this plan's positions kept)
         measured = tuple(entry.profile.bits("weight"))
-        c = replace(controls.read(values), content_bits=measured, quality_bits=measured, locks=())
+        c = replace(controls.read(values), content_bits=measured, quality_bits=measured)
         try:
             lo, hi = views.budget_range(entry, c)
-            wanted = url[1] if url and url[0] == model and url[1] is not None else middle(lo, hi)
-            slider = slider_update(lo, hi, wanted)
+            slider = slider_update(lo, hi, opening_budget(entry, c, url))
             shown = update(entry, c, slider["value"])
         except mixdq.MixDQError as e:  # e.g. a profile of some layers only: the other views still work
             lo = None
             slider, shown = gr.skip(), (f"**Cannot allocate:** {e}", gr.skip(), gr.skip())
         picked = (gr.update(choices=wbits, value=wbits), gr.update(choices=wbits, value=wbits),
                   gr.update(choices=entry.profile.names, value=None),
-                  gr.update(choices=["fp", *wbits[::-1]], value="fp"), (), [])
-        yield slider, *picked, *shown, ""
+                  gr.update(choices=["fp", *wbits[::-1]], value="fp"), (), views.locks_frame(()))
+        yield slider, *picked, *kept(shown), ""
         if lo is not None:
-            yield *[gr.skip()] * (len(picked) + 4), positions.table(entry, c, lo, hi)
+            yield *[gr.skip()] * (len(picked) + 5), positions.table(entry, c, lo, hi)
 
     def add_lock(values):
         layer = values[lock_layer]
@@ -231,14 +267,14 @@ def build(shared: Shared) -> BudgetTab:
             raise gr.Error("choose a layer to lock first")
         entry, _, c = plan_of(values)
         new = views.with_lock(entry, c, layer, values[lock_bits])
-        return new, [list(x) for x in new]
+        return new, views.locks_frame(new)
 
     common = dict(show_progress="hidden", concurrency_id="solve", concurrency_limit=8)
     # dragging is drawn in the page from the positions table: no server call per move
     budget.input(None, [budget, summary, table], summary, js=positions.DRAW_JS)
     table.change(None, [budget, summary, table], summary, js=positions.DRAW_JS)  # moved while it was solved
-    budget.release(friendly(exact), plan_inputs, outputs, api_visibility="private", **common)
-    reshaped = [budget, *outputs, table]
+    budget.release(friendly(exact), plan_inputs, [*outputs, drawn], api_visibility="private", **common)
+    reshaped = [budget, *outputs, drawn, table]
     for control in controls.components()[:-1]:  # .input: a user's change, not reset()'s programmatic one
         control.input(friendly(reshape), plan_inputs, reshaped, api_visibility="private", trigger_mode="always_last",
                       **common)
@@ -247,16 +283,23 @@ def build(shared: Shared) -> BudgetTab:
                          show_progress="hidden")
     mode.change(lambda m: gr.update(visible=m.startswith("MixDQ")), mode, k, api_visibility="private",
                 show_progress="hidden")
-    reset_inputs = {shared.model, shared.url, *controls.components()}
+    # not the widths or the locks, which reset() replaces: on a link to another model, the page's first
+    # reset and the picker's change both run it, and one of them would send the old model's widths,
+    # which the server, already holding the new choices, refuses ("Value: '3' ...")
+    reset_inputs = {shared.model, shared.url} | set(controls.components()) - {content_bits, quality_bits, shared.locks}
     reset_outputs = [budget, content_bits, quality_bits, lock_layer, lock_bits, shared.locks, locks_table, *outputs,
-                     table]
+                     drawn, table]
     shared.model.change(friendly(reset), reset_inputs, reset_outputs, api_visibility="private", **common)
     lock_btn.click(friendly(add_lock), {lock_layer, lock_bits, *plan_inputs}, [shared.locks, locks_table],
                    api_visibility="private").then(
         friendly(reshape), plan_inputs, reshaped, api_visibility="private", **common)
-    # plotly sizes a figure drawn in a hidden tab to a default width: draw it again when shown
-    tab.select(friendly(reshape), plan_inputs, reshaped, api_visibility="private", **common)
-    clear_btn.click(lambda: ((), []), None, [shared.locks, locks_table], api_visibility="private").then(
-        friendly(reshape), plan_inputs, reshaped, api_visibility="private", **common)
-    return BudgetTab(budget, controls, shared.model, outputs, table, locks_table, reshape, reset, reset_inputs,
-                     reset_outputs)
+    # Gradio drops the figures that arrive before the tab's first visit: when it is shown, the server
+    # sends again the ones it drew last (kept in `drawn`: no slider or widths from the page, which on
+    # opening may still be the last model's), and the page draws the slider's position over them
+    tab.select(redraw, drawn, [bits_plot, pareto], api_visibility="private", show_progress="hidden").then(
+        None, [budget, summary, table], summary, js=positions.DRAW_JS)
+    clear_btn.click(lambda: ((), views.locks_frame(())), None, [shared.locks, locks_table],
+                    api_visibility="private").then(friendly(reshape), plan_inputs, reshaped, api_visibility="private",
+                                                   **common)
+    return BudgetTab(budget, controls, shared.model, outputs, table, drawn, locks_table, reshape, reset, reset_inputs,
+                     reset_outputs, shared.url)

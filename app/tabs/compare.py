@@ -184,13 +184,15 @@ def build(shared: Shared, budget: BudgetTab) -> CompareTab:
 
     shared.model.change(friendly(clear_if_refused), shared.model, outputs, api_visibility="private")
     def first_pair(values):
-        """The pair a new visitor sees before pressing anything: made once per model and state
-        (every page load after the first shows it from memory)."""
-        model, mb, controls = budget.plan(values)
-        entry = shared.entry(model)
+        """The pair a new visitor sees before pressing anything, at the budget the page opens at:
+        made once per model and state (every page load after the first shows it from memory)."""
+        entry = shared.entry(values[shared.model])
         if entry.images_refused() is not None:
             return [gr.skip()] * len(outputs)
+        values = {**values, budget.slider: budget.opened_at(values, entry)}
+        model, mb, controls = budget.plan(values)
         key = ("first-pair", repr((values[prompt], values[seed], bool(values[bos]), mb, controls)))
         return entry.memo(key, lambda: run("plan", values))
 
-    return CompareTab(prompt, seed, note, composer, made, state, outputs, said_in_place(first_pair), model_changed)
+    return CompareTab(prompt, seed, note, composer, made, budget.opening_inputs(prompt, seed, bos), outputs,
+                      said_in_place(first_pair), model_changed)

@@ -208,7 +208,7 @@ def wire_lock(shared: Shared, tab: SensitivityTab, budget: BudgetTab) -> None:
         model, _, controls = budget.plan(values)
         new = views.with_lock(shared.entry(model), controls, name, b)
         gr.Info(f"{name} locked to {b}: the budget view now keeps it there")
-        return new, [list(x) for x in new]
+        return new, views.locks_frame(new)
 
     tab.lock.click(friendly(add_lock), budget.inputs(tab.layer, tab.lock_bits), [shared.locks, budget.locks_table],
                    api_visibility="private").then(

@@ -136,6 +136,7 @@ def _follows(page, position) -> None:
 def test_dragging_the_budget_is_drawn_in_the_page_without_a_server_call_per_move(page):
     page.get_by_role("tab", name="Budget").click()
     expect(page.locator("#plan-summary")).to_contain_text("MB of UNet weights", timeout=30_000)
+    expect(page.locator("#bits-map .js-plotly-plot")).to_be_visible()
     page.wait_for_function("() => (document.querySelector('#budget-positions textarea') || {}).value", timeout=30_000)
     before = _shown_mb(page)
     slider = page.locator("#budget-slider input[type=range]")
@@ -333,17 +334,22 @@ def test_measuring_the_allocation_plots_it_beside_the_uniform_ones(page):
 def test_each_model_opens_at_its_default_budget_with_no_error_toast(page):
     """Opened on a full-size model (as a Space serving one opens), the page's first events used to
     carry the placeholder budget into the model's range: an error toast on some loads, and the
-    slider at its minimum. Every load of every model now opens clean, at the model's default."""
+    slider at its minimum. Every load of every model now opens clean, at the model's default; so
+    does a link to a model other than the studio's default, at the link's budget (there the page's
+    first reset and the picker's change both reset the budget view, and one of them used to send
+    the old model's widths: "Value: '3' ...")."""
     models = default_models()
     browser = page.context.browser  # the module's chromium: one sync playwright at a time
-    for model in ("sdxl-turbo", "embedded"):
-        demo = build_demo(models, default=model)
+    for default, query, model, expected in (
+            ("sdxl-turbo", "", "sdxl-turbo", budget.opening(models["sdxl-turbo"])["value"]),
+            ("embedded", "", "embedded", budget.opening(models["embedded"])["value"]),
+            ("embedded", "?model=sdxl-turbo&budget=1500", "sdxl-turbo", 1500)):
+        demo = build_demo(models, default=default)
         demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, theme=THEME)
-        expected = budget.opening(models[model])["value"]
         try:
             for _ in range(4):
                 fresh = browser.new_page(viewport={"width": 1280, "height": 800})
-                fresh.goto(demo.local_url)
+                fresh.goto(demo.local_url + query)
                 fresh.get_by_role("tab", name="Budget").click()
                 expect(fresh.locator("#plan-summary")).to_contain_text("MB of UNet weights", timeout=60_000)
                 fresh.wait_for_timeout(2_000)  # every event the page sends on opening has answered
