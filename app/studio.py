@@ -30,7 +30,8 @@ HEADER = (
     "bits shrinks them, but not every layer tolerates it: "
     "[MixDQ (ECCV 2024)](https://arxiv.org/abs/2405.17873) measures how much each layer suffers, then "
     "chooses one bit-width per layer to do the least damage within a memory budget. **Sensitivity** "
-    "shows the measurements, **Budget** the choice, **Compare** the images."
+    "shows the measurements, **Content vs quality** what they say of MixDQ's split, **Budget** the choice, "
+    "**Compare** the images."
 )
 HONEST = (
     "What the embedded model can and cannot show: it is tiny (5.8 M weights, 64 px shapes) and runs "
