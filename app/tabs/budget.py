@@ -50,6 +50,13 @@ class BudgetControls:
     def components(self) -> list[Component]:
         return [getattr(self, f.name) for f in fields(self)]
 
+    def model_free(self) -> set[Component]:
+        """The controls whose choices are the same for every model: all but the widths and the
+        locks. What an event sent while a model is being set up may read: the page may still hold
+        the last model's widths, which the server, already holding the new choices, refuses
+        ("Value: '3' ..."); `read` takes the missing widths as every measured one."""
+        return set(self.components()) - {self.content_bits, self.quality_bits, self.locks}
+
     def read(self, values: Values) -> views.Controls:
         """The controls in `values`; widths and locks left out of them read as none chosen."""
         def bits(component) -> tuple[int, ...]:
@@ -88,9 +95,9 @@ class BudgetTab:
 
     def opening_inputs(self, *extra: Component) -> set[Component]:
         """`inputs` for an event the page sends while it opens: the URL's state instead of the
-        slider, whose value in the page may still be the last model's (and refused against the
-        new model's range) while the model picked by a link is being set up."""
-        return {self.model, self.url, *self.controls.components(), *extra}
+        slider, and no widths (`BudgetControls.model_free`): in the page they may still be the
+        last model's while the model a link picks is being set up."""
+        return {self.model, self.url, *self.controls.model_free(), *extra}
 
     def opened_at(self, values: Values, entry: ModelEntry) -> float:
         """Where the page opens the budget for `entry` (what `reset` puts the slider at)."""
@@ -284,9 +291,8 @@ def build(shared: Shared) -> BudgetTab:
     mode.change(lambda m: gr.update(visible=m.startswith("MixDQ")), mode, k, api_visibility="private",
                 show_progress="hidden")
     # not the widths or the locks, which reset() replaces: on a link to another model, the page's first
-    # reset and the picker's change both run it, and one of them would send the old model's widths,
-    # which the server, already holding the new choices, refuses ("Value: '3' ...")
-    reset_inputs = {shared.model, shared.url} | set(controls.components()) - {content_bits, quality_bits, shared.locks}
+    # reset and the picker's change both run it, and one of them would send the old model's widths
+    reset_inputs = {shared.model, shared.url, *controls.model_free()}
     reset_outputs = [budget, content_bits, quality_bits, lock_layer, lock_bits, shared.locks, locks_table, *outputs,
                      drawn, table]
     shared.model.change(friendly(reset), reset_inputs, reset_outputs, api_visibility="private", **common)
