@@ -52,12 +52,16 @@ def table(entry: ModelEntry, controls: views.Controls, lo: float, hi: float) -> 
     model and controls, so a control set back, or the tab shown again, costs nothing."""
     if controls.mode == "mixdq":
         return ""
-    return entry.memo(("positions", controls, lo, hi), lambda: _table(entry, controls, lo, hi))
+    return entry.memo(_key(controls, lo, hi), lambda: _table(entry, controls, lo, hi))
 
 
 def cached(entry: ModelEntry, controls: views.Controls, lo: float, hi: float) -> str | None:
     """`table`'s answer when it costs nothing now (made before, or MixDQ mode), else None."""
-    return "" if controls.mode == "mixdq" else entry.memoized(("positions", controls, lo, hi))
+    return "" if controls.mode == "mixdq" else entry.memoized(_key(controls, lo, hi))
+
+
+def _key(controls: views.Controls, lo: float, hi: float) -> tuple:
+    return ("positions", controls, lo, hi)
 
 
 def _table(entry: ModelEntry, controls: views.Controls, lo: float, hi: float) -> str:
